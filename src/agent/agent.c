@@ -1,0 +1,225 @@
+#include "agent/agent.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "link/dial.h"
+#include "link/pipe.h"
+#include "link/url.h"
+#include "proto/token.h"
+
+struct up_agent {
+    uv_loop_t *loop;
+    struct up_agent_cfg cfg;
+    char path[2048];
+    struct up_uplink *up;
+    bool stopping;
+};
+
+/* One backend connection: the pipe plus the dial that precedes it. */
+struct bconn {
+    struct up_agent *agent;
+    struct up_pipe *pipe;
+    struct up_dial *dial;
+    char service[64];
+    char client[80];
+};
+
+int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *err, size_t cap)
+{
+    const char *eq = strchr(spec, '=');
+    memset(s, 0, sizeof(*s));
+    if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof s->name) {
+        snprintf(err, cap, "--service '%s': expected NAME=tcp://HOST:PORT", spec);
+        return -1;
+    }
+    size_t nl = (size_t)(eq - spec);
+    if (!up_token_valid_service_name(spec, nl) || (nl == 1 && spec[0] == '*')) {
+        snprintf(err, cap, "--service '%s': name must be 1-63 of [A-Za-z0-9._-]", spec);
+        return -1;
+    }
+    memcpy(s->name, spec, nl);
+    struct up_url u;
+    const char *why = NULL;
+    if (up_url_parse(eq + 1, &u, &why) < 0) {
+        snprintf(err, cap, "--service '%s': %s", spec, why);
+        return -1;
+    }
+    if (strcmp(u.scheme, "tcp") != 0) {
+        snprintf(err, cap, "--service '%s': only tcp:// targets are supported so far", spec);
+        return -1;
+    }
+    snprintf(s->host, sizeof s->host, "%s", u.host);
+    s->port = u.port;
+    return 0;
+}
+
+static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
+{
+    struct bconn *b = p->ud;
+    if (b->dial) {
+        up_dial_cancel(b->dial);
+        b->dial = NULL;
+    }
+    if (code != 0 && code != UP_MUX_C_CANCEL) {
+        UP_LOGI("stream %u to '%s' (client %s) ended: %s%s%s", p->st.sid, b->service, b->client,
+                up_mux_code_name(code), reason ? ": " : "", reason ? reason : "");
+    }
+    up_free(b);
+}
+
+static void on_backend(void *ud, int err, const char *reason, int status, int fd,
+                       struct ssl_st *ssl, const uint8_t *left, size_t left_len)
+{
+    struct bconn *b = ud;
+    (void)status;
+    (void)ssl;
+    (void)left;
+    (void)left_len;
+    b->dial = NULL;
+    if (err) {
+        char why[300];
+        snprintf(why, sizeof why, "agent: %s", reason);
+        UP_LOGW("service '%s': %s", b->service, reason);
+        up_pipe_abort(b->pipe, UP_MUX_C_REFUSED, why); /* frees b */
+        return;
+    }
+    struct up_pipe *p = b->pipe;
+    if (up_pipe_start(p, fd, fd) < 0) {
+        return;
+    }
+    up_link_accept(&p->st);
+}
+
+static const struct up_agent_service *find_service(const struct up_agent *a, const char *name,
+                                                   size_t len)
+{
+    for (size_t i = 0; i < a->cfg.n_services; i++) {
+        if (strlen(a->cfg.services[i].name) == len &&
+            memcmp(a->cfg.services[i].name, name, len) == 0) {
+            return &a->cfg.services[i];
+        }
+    }
+    return NULL;
+}
+
+static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32_t window,
+                    const char *name, size_t name_len, const uint8_t *meta, size_t meta_len)
+{
+    struct up_agent *a = up_uplink_ud(u);
+    const struct up_agent_service *svc = find_service(a, name, name_len);
+    if (!svc) {
+        char why[128];
+        snprintf(why, sizeof why, "agent has no service '%.*s'", (int)name_len, name);
+        up_link_refuse(l, sid, UP_MUX_C_NO_SERVICE, why);
+        return;
+    }
+    struct bconn *b = up_calloc(1, sizeof(*b));
+    struct up_pipe *p = b ? up_pipe_new(a->loop, on_pipe_done, b) : NULL;
+    if (!p) {
+        up_free(b);
+        up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "agent out of memory");
+        return;
+    }
+    b->agent = a;
+    b->pipe = p;
+    snprintf(b->service, sizeof b->service, "%s", svc->name);
+    /* The relay tells us the client's address: "client=IP:PORT\n..." */
+    const char *k = "client=";
+    if (meta_len > strlen(k) && memcmp(meta, k, strlen(k)) == 0) {
+        size_t i = strlen(k), o = 0;
+        while (i < meta_len && meta[i] != '\n' && o + 1 < sizeof b->client) {
+            b->client[o++] = (char)meta[i++];
+        }
+        b->client[o] = '\0';
+    }
+    if (up_link_attach(l, &p->st, sid, window, &up_pipe_stream_ops, p) < 0) {
+        up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "agent out of memory");
+        p->link_done = true;
+        up_pipe_abort(p, UP_MUX_C_INTERNAL, "out of memory");
+        return;
+    }
+    struct up_dial_cfg dc = {
+        .host = svc->host,
+        .port = svc->port,
+        .timeout_ms = a->cfg.backend_timeout_ms,
+    };
+    b->dial = up_dial_start(a->loop, &dc, on_backend, b);
+    if (!b->dial) {
+        up_pipe_abort(p, UP_MUX_C_INTERNAL, "agent cannot start connecting");
+    }
+}
+
+static void on_up(struct up_uplink *u, struct up_link *l)
+{
+    struct up_agent *a = up_uplink_ud(u);
+    (void)l;
+    UP_LOGI("connected to relay %s:%u, serving %zu service(s)", a->cfg.up.host, a->cfg.up.port,
+            a->cfg.n_services);
+}
+
+static void on_down(struct up_uplink *u, const char *reason, int status, uint64_t retry_ms)
+{
+    struct up_agent *a = up_uplink_ud(u);
+    if (a->stopping) {
+        return;
+    }
+    if (status == 401 || status == 403) {
+        UP_LOGE("relay refused this agent: %s (retrying in %.1fs)", reason,
+                (double)retry_ms / 1000.0);
+    } else {
+        UP_LOGW("relay link down: %s (retrying in %.1fs)", reason, (double)retry_ms / 1000.0);
+    }
+}
+
+static const struct up_uplink_ops agent_ops = {
+    .on_up = on_up,
+    .on_down = on_down,
+    .on_open = on_open,
+};
+
+struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const char *base_path,
+                              char *err, size_t cap)
+{
+    struct up_agent *a = up_calloc(1, sizeof(*a));
+    if (!a) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    a->loop = loop;
+    a->cfg = *cfg;
+    size_t bl = strlen(base_path);
+    while (bl && base_path[bl - 1] == '/') {
+        bl--;
+    }
+    int o = snprintf(a->path, sizeof a->path, "%.*s/v1/agent?services=", (int)bl, base_path);
+    for (size_t i = 0; i < cfg->n_services && o > 0 && (size_t)o < sizeof a->path; i++) {
+        o += snprintf(a->path + o, sizeof a->path - (size_t)o, "%s%s", i ? "," : "",
+                      cfg->services[i].name);
+    }
+    if (o < 0 || (size_t)o >= sizeof a->path) {
+        snprintf(err, cap, "too many services");
+        up_free(a);
+        return NULL;
+    }
+    a->cfg.up.path = a->path;
+    a->up = up_uplink_new(loop, &a->cfg.up, &agent_ops, a);
+    if (!a->up) {
+        snprintf(err, cap, "out of memory");
+        up_free(a);
+        return NULL;
+    }
+    return a;
+}
+
+void up_agent_stop(struct up_agent *a)
+{
+    if (a->stopping) {
+        return;
+    }
+    a->stopping = true;
+    up_uplink_stop(a->up, "agent shutting down");
+    a->up = NULL;
+}

@@ -1,0 +1,24 @@
+/* The one place that calls malloc/free (STYLE §4, §11). */
+#ifndef UP_BASE_ALLOC_H
+#define UP_BASE_ALLOC_H
+
+#include <stddef.h>
+
+/* Allocate/resize/free memory. They return NULL on failure and never abort. */
+void *up_malloc(size_t n);
+void *up_calloc(size_t n, size_t size);
+void *up_realloc(void *p, size_t n);
+void up_free(void *p);
+/* Duplicate a NUL-terminated string; NULL on failure or when s is NULL. */
+char *up_strdup(const char *s);
+/* Duplicate n bytes of s and NUL-terminate; NULL on failure. */
+char *up_strndup(const char *s, size_t n);
+
+/* Free p and set it to NULL (Tor FREE_AND_NULL). */
+#define UP_FREE(p)                                                                             \
+    do {                                                                                       \
+        up_free(p);                                                                            \
+        (p) = NULL;                                                                            \
+    } while (0)
+
+#endif

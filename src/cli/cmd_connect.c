@@ -1,0 +1,86 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli/common.h"
+#include "client/client.h"
+#include "proto/token.h"
+
+static const struct up_opt connect_opts[] = {
+    UP_DIAL_OPTS,
+    {"listen", UP_OPT_STR, NULL, "IP:PORT", "accept local connections here, one stream each"},
+    {"stdio", UP_OPT_FLAG, NULL, NULL,
+     "use stdin/stdout as the one stream (ssh -o ProxyCommand=...)"},
+    UP_LINK_OPTS,
+};
+#define NOPTS (sizeof connect_opts / sizeof connect_opts[0])
+
+static void stop(void *ud)
+{
+    up_client_stop(ud);
+}
+
+int cmd_connect(int argc, char **argv)
+{
+    struct up_opt_val v[NOPTS];
+    const char *pos[4];
+    size_t npos;
+    bool help;
+    char err[512];
+    if (up_opts_parse(connect_opts, NOPTS, argc, argv, 2, v, pos, 2, &npos, &help, err,
+                      sizeof err) < 0) {
+        return cli_fail("connect", "%s", err);
+    }
+    if (help) {
+        up_opts_help(stdout,
+                     "underpass connect --relay URL --token TOKEN SERVICE (--listen IP:PORT | "
+                     "--stdio)",
+                     "Reach SERVICE through the relay: from a local port (each accepted\n"
+                     "connection becomes one stream) or from stdin/stdout (one stream; the\n"
+                     "process exits when it ends, with status 1 if it failed).",
+                     connect_opts, NOPTS,
+                     "  underpass connect --relay wss://relay.example.com --token-file me.jwt ssh "
+                     "--listen 127.0.0.1:2222\n"
+                     "  ssh -o ProxyCommand='underpass connect --relay wss://relay.example.com "
+                     "--token-file me.jwt ssh --stdio' user@box\n");
+        return 0;
+    }
+    if (npos != 1) {
+        return cli_fail("connect", "name exactly one SERVICE (see --help)");
+    }
+    if (!up_token_valid_service_name(pos[0], strlen(pos[0])) || strcmp(pos[0], "*") == 0) {
+        return cli_fail("connect", "'%s' is not a valid service name", pos[0]);
+    }
+    static struct up_client_cfg cfg;
+    cfg.service = pos[0];
+    cfg.listen = cli_val(connect_opts, NOPTS, v, "listen")->str;
+    cfg.stdio = cli_val(connect_opts, NOPTS, v, "stdio")->num != 0;
+    if (!cfg.stdio == !cfg.listen) {
+        return cli_fail("connect", "give exactly one of --listen IP:PORT or --stdio");
+    }
+    if (cli_log_setup(connect_opts, NOPTS, v, "connect") != 0) {
+        return 2;
+    }
+    if (cfg.stdio && !cli_val(connect_opts, NOPTS, v, "log-level")->set) {
+        /* ssh shows our stderr: keep it quiet unless asked. */
+        up_log_setup(UP_LOG_WARN, "connect", NULL, NULL);
+    }
+    char base[512];
+    if (cli_uplink_cfg(connect_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
+        return 2;
+    }
+    uv_loop_t *loop = uv_default_loop();
+    struct up_client *c = up_client_new(loop, &cfg, base, err, sizeof err);
+    if (!c) {
+        return cli_fail("connect", "%s", err);
+    }
+    if (!cfg.stdio) {
+        UP_LOGI("connect ready on %s for service '%s'", up_client_addr(c), cfg.service);
+    }
+    cli_signals(loop, stop, c);
+    uv_run(loop, UV_RUN_DEFAULT);
+    int status = up_client_status(c);
+    up_client_free(c);
+    uv_loop_close(loop);
+    return status;
+}

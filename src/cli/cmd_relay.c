@@ -1,0 +1,104 @@
+#include <stdio.h>
+#include <string.h>
+
+#include "base/log.h"
+#include "cli/common.h"
+#include "proto/h1.h"
+#include "proto/token.h"
+#include "relay/relay.h"
+
+static const struct up_opt relay_opts[] = {
+    {"listen", UP_OPT_STR, "0.0.0.0:8080", "IP:PORT", "address to serve agents and clients on"},
+    {"tls-cert", UP_OPT_STR, NULL, "FILE", "serve wss:// with this certificate chain (PEM)"},
+    {"tls-key", UP_OPT_STR, NULL, "FILE", "private key for --tls-cert (PEM)"},
+    {"secret", UP_OPT_SECRET, NULL, "SECRET",
+     "HS256 key (>= 32 bytes) that tokens are signed with (required)"},
+    {"token-leeway", UP_OPT_DURATION, "30s", "DURATION", "clock skew allowed on exp/nbf/iat"},
+    {"head-timeout", UP_OPT_DURATION, "10s", "DURATION",
+     "time a peer has to send its request head"},
+    {"max-head", UP_OPT_SIZE, "16k", "BYTES", "largest request head accepted (431 above)"},
+    {"max-streams", UP_OPT_U64, "10240", "N", "concurrent streams per link"},
+    {"stats-public", UP_OPT_FLAG, NULL, NULL, "serve /stats to everyone, not only loopback"},
+    UP_LINK_OPTS,
+};
+#define NOPTS (sizeof relay_opts / sizeof relay_opts[0])
+
+static void stop(void *ud)
+{
+    up_relay_shutdown(ud);
+}
+
+int cmd_relay(int argc, char **argv)
+{
+    struct up_opt_val v[NOPTS];
+    const char *pos[4];
+    size_t npos;
+    bool help;
+    char err[512];
+    if (up_opts_parse(relay_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err,
+                      sizeof err) < 0) {
+        return cli_fail("relay", "%s", err);
+    }
+    if (help) {
+        up_opts_help(stdout, "underpass relay [options]",
+                     "Run the public relay. Agents dial in on /v1/agent and register services;\n"
+                     "clients (`underpass connect`) dial in on /v1/connect and open streams to\n"
+                     "those services by name. Every link is authenticated with a token signed\n"
+                     "with --secret. GET /healthz answers 200 once the relay is ready; GET /stats\n"
+                     "gives counters as JSON.",
+                     relay_opts, NOPTS,
+                     "  UNDERPASS_SECRET=$(openssl rand -hex 32) underpass relay --listen "
+                     "0.0.0.0:8080\n"
+                     "  underpass relay --listen [::]:443 --tls-cert cert.pem --tls-key key.pem "
+                     "--secret-file /etc/underpass/secret\n");
+        return 0;
+    }
+    if (cli_log_setup(relay_opts, NOPTS, v, "relay") != 0) {
+        return 2;
+    }
+    const struct up_opt_val *secret = cli_val(relay_opts, NOPTS, v, "secret");
+    if (!secret->str) {
+        return cli_fail("relay", "--secret is required (or --secret-file, UNDERPASS_SECRET); "
+                                 "generate one with: openssl rand -hex 32");
+    }
+    if (strlen(secret->str) < UP_TOKEN_MIN_SECRET) {
+        return cli_fail("relay", "%s: the secret must be at least %d bytes (openssl rand -hex 32)",
+                        secret->source, UP_TOKEN_MIN_SECRET);
+    }
+    struct up_relay_cfg cfg = {
+        .listen = cli_val(relay_opts, NOPTS, v, "listen")->str,
+        .tls_cert = cli_val(relay_opts, NOPTS, v, "tls-cert")->str,
+        .tls_key = cli_val(relay_opts, NOPTS, v, "tls-key")->str,
+        .secret = (const uint8_t *)secret->str,
+        .secret_len = strlen(secret->str),
+        .head_timeout_ms = cli_val(relay_opts, NOPTS, v, "head-timeout")->num,
+        .max_head = cli_val(relay_opts, NOPTS, v, "max-head")->num,
+        .leeway_s = cli_val(relay_opts, NOPTS, v, "token-leeway")->num / 1000,
+        .stats_public = cli_val(relay_opts, NOPTS, v, "stats-public")->num != 0,
+    };
+    if (cfg.max_head < 1024 || cfg.max_head > 1024 * 1024) {
+        return cli_fail("relay", "--max-head must be between 1k and 1m");
+    }
+    if (cfg.head_timeout_ms == 0) {
+        return cli_fail("relay", "--head-timeout must be > 0");
+    }
+    if (cli_link_cfg(relay_opts, NOPTS, v, &cfg.link) != 0) {
+        return 2;
+    }
+    uint64_t ms = cli_val(relay_opts, NOPTS, v, "max-streams")->num;
+    if (ms < 1 || ms > 1000000) {
+        return cli_fail("relay", "--max-streams must be 1..1000000");
+    }
+    cfg.link.max_streams = (uint32_t)ms;
+    uv_loop_t *loop = uv_default_loop();
+    struct up_relay *r = up_relay_new(loop, &cfg, err, sizeof err);
+    if (!r) {
+        return cli_fail("relay", "%s", err);
+    }
+    cli_signals(loop, stop, r);
+    UP_LOGI("relay ready on %s://%s", cfg.tls_cert ? "wss" : "ws", up_relay_addr(r));
+    uv_run(loop, UV_RUN_DEFAULT);
+    up_relay_free(r);
+    uv_loop_close(loop);
+    return 0;
+}

@@ -1,0 +1,235 @@
+#include "client/client.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "link/pipe.h"
+#include "net/addr.h"
+#include "net/sock.h"
+
+struct up_client {
+    uv_loop_t *loop;
+    struct up_client_cfg cfg;
+    char path[1024];
+    struct up_uplink *up;
+    struct up_link *link; /* borrowed from the uplink while up */
+    struct up_sock lsock;
+    bool listening;
+    bool stopping;
+    bool stdio_started;
+    int status;
+    size_t active;
+    char addr[80];
+};
+
+static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
+{
+    struct up_client *c = p->ud;
+    c->active--;
+    if (code != 0) {
+        if (c->cfg.stdio) {
+            fprintf(stderr, "underpass connect: stream to '%s' closed: %s%s%s\n", c->cfg.service,
+                    up_mux_code_name(code), reason && *reason ? ": " : "", reason ? reason : "");
+        } else {
+            UP_LOGI("stream %u to '%s' closed: %s%s%s", p->st.sid, c->cfg.service,
+                    up_mux_code_name(code), reason && *reason ? ": " : "", reason ? reason : "");
+        }
+    }
+    if (c->cfg.stdio) {
+        c->status = code ? 1 : 0;
+        up_client_stop(c);
+    }
+}
+
+static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer)
+{
+    struct up_pipe *p = up_pipe_new(c->loop, on_pipe_done, c);
+    if (!p) {
+        return UP_ENOMEM;
+    }
+    char meta[128];
+    int ml = snprintf(meta, sizeof meta, "peer=%s\n", peer);
+    int rv = up_link_open(c->link, &p->st, c->cfg.service, (const uint8_t *)meta,
+                          ml > 0 && (size_t)ml < sizeof meta ? (size_t)ml : 0,
+                          &up_pipe_stream_ops, p);
+    if (rv < 0) {
+        up_free(p);
+        return rv;
+    }
+    c->active++;
+    return up_pipe_start(p, rfd, wfd);
+}
+
+static void on_accept(struct up_sock *ls, bool readable, bool writable)
+{
+    struct up_client *c = ls->ud;
+    (void)readable;
+    (void)writable;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen;
+        int fd = up_tcp_accept(ls->fd, &peer, &plen);
+        if (fd == UP_EAGAIN) {
+            return;
+        }
+        if (fd < 0) {
+            UP_LOGW("accept failed: %s", strerror(errno));
+            return;
+        }
+        char pa[80];
+        up_addr_format((struct sockaddr *)&peer, pa, sizeof pa);
+        if (!c->link) {
+            UP_LOGW("closing connection from %s: no link to the relay right now", pa);
+            close(fd);
+            continue;
+        }
+        int rv = open_stream(c, fd, fd, pa);
+        if (rv < 0 && rv != UP_ESYS) {
+            UP_LOGW("cannot open a stream for %s: %s", pa, up_strerror(rv));
+            close(fd);
+        }
+    }
+}
+
+static void on_up(struct up_uplink *u, struct up_link *l)
+{
+    struct up_client *c = up_uplink_ud(u);
+    c->link = l;
+    if (c->cfg.stdio) {
+        if (c->stdio_started) {
+            return;
+        }
+        c->stdio_started = true;
+        int rv = open_stream(c, 0, 1, "stdio");
+        if (rv < 0) {
+            fprintf(stderr, "underpass connect: cannot open stream: %s\n", up_strerror(rv));
+            c->status = 1;
+            up_client_stop(c);
+        }
+        return;
+    }
+    UP_LOGI("connected to relay %s:%u; %s reaches service '%s'", c->cfg.up.host,
+            c->cfg.up.port, c->addr, c->cfg.service);
+}
+
+static void on_down(struct up_uplink *u, const char *reason, int status, uint64_t retry_ms)
+{
+    struct up_client *c = up_uplink_ud(u);
+    c->link = NULL;
+    if (c->stopping) {
+        return;
+    }
+    if (c->cfg.stdio) {
+        fprintf(stderr, "underpass connect: %s\n", reason);
+        c->status = 1;
+        up_client_stop(c);
+        return;
+    }
+    if (status == 401 || status == 403) {
+        UP_LOGE("relay refused: %s (retrying in %.1fs)", reason, (double)retry_ms / 1000.0);
+    } else {
+        UP_LOGW("relay link down: %s (retrying in %.1fs)", reason, (double)retry_ms / 1000.0);
+    }
+}
+
+static const struct up_uplink_ops client_ops = {
+    .on_up = on_up,
+    .on_down = on_down,
+    .on_open = NULL,
+};
+
+struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, const char *base_path,
+                                char *err, size_t cap)
+{
+    struct up_client *c = up_calloc(1, sizeof(*c));
+    if (!c) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    c->loop = loop;
+    c->cfg = *cfg;
+    size_t bl = strlen(base_path);
+    while (bl && base_path[bl - 1] == '/') {
+        bl--;
+    }
+    snprintf(c->path, sizeof c->path, "%.*s/v1/connect", (int)(bl > 900 ? 900 : bl), base_path);
+    c->cfg.up.path = c->path;
+    if (!cfg->stdio) {
+        char host[256];
+        uint16_t port;
+        struct sockaddr_storage sa;
+        socklen_t salen;
+        if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
+            up_addr_numeric(host, port, &sa, &salen) < 0) {
+            snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 127.0.0.1:2222)",
+                     cfg->listen);
+            up_free(c);
+            return NULL;
+        }
+        int e = 0;
+        int fd = up_tcp_listen((struct sockaddr *)&sa, salen, 128, &e);
+        if (fd < 0) {
+            snprintf(err, cap, "cannot listen on %.80s: %s", cfg->listen, strerror(e));
+            up_free(c);
+            return NULL;
+        }
+        struct sockaddr_storage bound;
+        socklen_t blen = sizeof bound;
+        if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
+            up_addr_format((struct sockaddr *)&bound, c->addr, sizeof c->addr);
+        }
+        if (up_sock_init(&c->lsock, loop, fd, on_accept, c) < 0) {
+            snprintf(err, cap, "cannot watch the listening socket");
+            up_free(c);
+            return NULL;
+        }
+        c->listening = true;
+        up_sock_want(&c->lsock, true, false);
+    }
+    c->cfg.up.reconnect = !cfg->stdio;
+    c->up = up_uplink_new(loop, &c->cfg.up, &client_ops, c);
+    if (!c->up) {
+        snprintf(err, cap, "out of memory");
+        if (c->listening) {
+            up_sock_close(&c->lsock, NULL);
+        }
+        return NULL;
+    }
+    return c;
+}
+
+int up_client_status(const struct up_client *c)
+{
+    return c->status;
+}
+
+const char *up_client_addr(const struct up_client *c)
+{
+    return c->addr;
+}
+
+void up_client_stop(struct up_client *c)
+{
+    if (c->stopping) {
+        return;
+    }
+    c->stopping = true;
+    if (c->listening) {
+        up_sock_close(&c->lsock, NULL);
+        c->listening = false;
+    }
+    if (c->up) {
+        up_uplink_stop(c->up, "connect shutting down");
+        c->up = NULL;
+    }
+    c->link = NULL;
+}
+
+void up_client_free(struct up_client *c)
+{
+    up_free(c);
+}

@@ -1,0 +1,27 @@
+/* connect: reach a service through the relay, from a local port or from stdin/stdout. */
+#ifndef UP_CLIENT_CLIENT_H
+#define UP_CLIENT_CLIENT_H
+
+#include <stdbool.h>
+#include <uv.h>
+
+#include "link/uplink.h"
+
+struct up_client_cfg {
+    struct up_uplink_cfg up;
+    const char *service;
+    const char *listen; /* NULL with stdio */
+    bool stdio;
+};
+
+struct up_client;
+
+struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, const char *base_path,
+                                char *err, size_t cap);
+/* Exit status for the process: 0, or 1 when the stdio stream failed. */
+int up_client_status(const struct up_client *c);
+const char *up_client_addr(const struct up_client *c);
+void up_client_stop(struct up_client *c);
+void up_client_free(struct up_client *c);
+
+#endif

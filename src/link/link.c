@@ -1,0 +1,936 @@
+#include "link/link.h"
+
+#include <openssl/ssl.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "base/alloc.h"
+#include "base/bytes.h"
+#include "base/crypto.h"
+#include "base/log.h"
+
+#define TX_HARD_CAP (16u * 1024u * 1024u) /* control frames beyond this: the link is stuck */
+#define MAX_READS_PER_WAKE 8              /* fairness between links sharing a loop */
+
+struct up_link {
+    uv_loop_t *loop;
+    struct up_sock sock;
+    bool client;
+    struct up_link_cfg cfg;
+    const struct up_link_ops *ops;
+    void *ud;
+    struct up_ws_parser ws;
+    struct up_mux_parser mux;
+    struct up_buf rx;
+    struct up_buf tx;
+    struct up_lstream **table; /* owned array of bucket heads; streams are borrowed */
+    size_t table_cap;
+    size_t nstreams;
+    struct up_lstream *ready_head, *ready_tail;
+    uint32_t next_sid;
+    uint32_t last_peer_sid;
+    uv_timer_t timer;
+    uint32_t pings_out;
+    uint64_t srtt_us;
+    uint8_t rnd[512];
+    size_t rnd_off;
+    bool dead;
+    bool closing;
+    bool goaway_rcvd;
+    bool goaway_sent;
+    bool in_dirty;
+    int open_handles;
+    struct up_link *dnext;
+    char reason[256];
+    struct up_link_stats stats;
+};
+
+/* Links with pending output or teardown, run from an idle handle before the loop polls again:
+ * one place that flushes, so callbacks never write to sockets during dispatch (STYLE §8). */
+static struct {
+    uv_idle_t idle;
+    bool init;
+    struct up_link *head;
+} dirty;
+
+static void run_dirty(uv_idle_t *h);
+
+uint64_t up_now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+void up_link_cfg_defaults(struct up_link_cfg *cfg)
+{
+    cfg->window = UP_MUX_DEFAULT_WINDOW;
+    cfg->max_window = UP_MUX_DEFAULT_MAX_WINDOW;
+    cfg->max_frame = UP_MUX_DEFAULT_MAX_FRAME;
+    cfg->max_streams = UP_LINK_DEFAULT_MAX_STREAMS;
+    cfg->ping_interval_ms = UP_LINK_DEFAULT_PING_MS;
+    cfg->ping_misses = UP_LINK_DEFAULT_PING_MISSES;
+    cfg->tx_high = UP_LINK_TX_HIGH;
+}
+
+static void kick(struct up_link *l)
+{
+    if (l->in_dirty) {
+        return;
+    }
+    l->in_dirty = true;
+    l->dnext = dirty.head;
+    dirty.head = l;
+    if (!uv_is_active((uv_handle_t *)&dirty.idle)) {
+        uv_idle_start(&dirty.idle, run_dirty);
+    }
+}
+
+static void fail(struct up_link *l, const char *fmt, const char *arg)
+{
+    if (l->dead) {
+        return;
+    }
+    l->dead = true;
+    snprintf(l->reason, sizeof l->reason, fmt, arg ? arg : "");
+    kick(l);
+}
+
+/* ---- stream table ---- */
+
+static size_t bucket(const struct up_link *l, uint32_t sid)
+{
+    return (size_t)((sid * 2654435761u) & (uint32_t)(l->table_cap - 1));
+}
+
+static struct up_lstream *find(const struct up_link *l, uint32_t sid)
+{
+    for (struct up_lstream *s = l->table[bucket(l, sid)]; s; s = s->hnext) {
+        if (s->sid == sid) {
+            return s;
+        }
+    }
+    return NULL;
+}
+
+static int table_grow(struct up_link *l)
+{
+    size_t ncap = l->table_cap * 2;
+    struct up_lstream **nt = up_calloc(ncap, sizeof(*nt));
+    if (!nt) {
+        return UP_ENOMEM;
+    }
+    struct up_lstream **old = l->table;
+    size_t ocap = l->table_cap;
+    l->table = nt;
+    l->table_cap = ncap;
+    for (size_t i = 0; i < ocap; i++) {
+        struct up_lstream *s = old[i];
+        while (s) {
+            struct up_lstream *next = s->hnext;
+            size_t b = bucket(l, s->sid);
+            s->hnext = nt[b];
+            nt[b] = s;
+            s = next;
+        }
+    }
+    up_free(old);
+    return UP_OK;
+}
+
+static int insert(struct up_link *l, struct up_lstream *st)
+{
+    if (l->nstreams >= l->table_cap && table_grow(l) < 0) {
+        return UP_ENOMEM;
+    }
+    size_t b = bucket(l, st->sid);
+    st->hnext = l->table[b];
+    l->table[b] = st;
+    l->nstreams++;
+    return UP_OK;
+}
+
+static void ready_remove(struct up_link *l, struct up_lstream *st)
+{
+    if (!st->in_ready) {
+        return;
+    }
+    if (st->rprev) {
+        st->rprev->rnext = st->rnext;
+    } else {
+        l->ready_head = st->rnext;
+    }
+    if (st->rnext) {
+        st->rnext->rprev = st->rprev;
+    } else {
+        l->ready_tail = st->rprev;
+    }
+    st->rnext = st->rprev = NULL;
+    st->in_ready = false;
+}
+
+static void ready_push(struct up_link *l, struct up_lstream *st)
+{
+    if (st->in_ready) {
+        return;
+    }
+    st->rprev = l->ready_tail;
+    st->rnext = NULL;
+    if (l->ready_tail) {
+        l->ready_tail->rnext = st;
+    } else {
+        l->ready_head = st;
+    }
+    l->ready_tail = st;
+    st->in_ready = true;
+}
+
+static void detach(struct up_link *l, struct up_lstream *st)
+{
+    struct up_lstream **pp = &l->table[bucket(l, st->sid)];
+    while (*pp && *pp != st) {
+        pp = &(*pp)->hnext;
+    }
+    if (*pp) {
+        *pp = st->hnext;
+        l->nstreams--;
+    }
+    ready_remove(l, st);
+    st->hnext = NULL;
+    st->link = NULL;
+}
+
+/* ---- output ---- */
+
+static void mask_key(struct up_link *l, uint8_t out[4])
+{
+    if (l->rnd_off + 4 > sizeof l->rnd) {
+        if (up_random_bytes(l->rnd, sizeof l->rnd) < 0) {
+            /* RAND_bytes failing is not recoverable in a sane way; keep the link alive with
+             * the previous pool rather than send unmasked frames. */
+        }
+        l->rnd_off = 0;
+    }
+    memcpy(out, l->rnd + l->rnd_off, 4);
+    l->rnd_off += 4;
+}
+
+/* Append one mux frame (already encoded) as one binary WS message. */
+static void tx_mux(struct up_link *l, const uint8_t *frame, size_t n)
+{
+    uint8_t key[4];
+    if (l->client) {
+        mask_key(l, key);
+    }
+    if (up_ws_write_frame(&l->tx, TX_HARD_CAP, UP_WS_OP_BINARY, true, frame, n,
+                          l->client ? key : NULL) < 0) {
+        fail(l, "output buffer overflow%s", "");
+        return;
+    }
+    l->stats.frames_out++;
+    kick(l);
+}
+
+static void tx_ws_control(struct up_link *l, uint8_t op, const uint8_t *p, size_t n)
+{
+    uint8_t key[4];
+    if (l->client) {
+        mask_key(l, key);
+    }
+    if (up_ws_write_frame(&l->tx, TX_HARD_CAP, op, true, p, n, l->client ? key : NULL) < 0) {
+        fail(l, "output buffer overflow%s", "");
+        return;
+    }
+    kick(l);
+}
+
+static void tx_rst(struct up_link *l, uint32_t sid, uint32_t code, const char *reason)
+{
+    uint8_t f[UP_MUX_HDR + 4 + UP_MUX_MAX_REASON];
+    int n = up_mux_encode_rst(f, sizeof f, sid, code, reason);
+    if (n > 0) {
+        tx_mux(l, f, (size_t)n);
+    }
+    l->stats.streams_reset++;
+}
+
+/* Frame data pulled from st directly into the output buffer. Returns bytes of payload, and
+ * sets *fin when the stream sent FIN. */
+static size_t pull_into_tx(struct up_link *l, struct up_lstream *st, size_t max, bool *fin)
+{
+    size_t hmax = up_ws_header_size(UP_MUX_HDR + max, l->client);
+    *fin = false;
+    if (up_buf_reserve(&l->tx, hmax + UP_MUX_HDR + max, TX_HARD_CAP) < 0) {
+        return 0;
+    }
+    uint8_t *base = up_buf_wptr(&l->tx);
+    uint8_t *payload = base + hmax + UP_MUX_HDR;
+    size_t n = st->ops->pull(st, payload, max, fin);
+    if (n == 0 && !*fin) {
+        return 0;
+    }
+    size_t plen = UP_MUX_HDR + n;
+    size_t hsz = up_ws_header_size(plen, l->client);
+    if (hsz < hmax) {
+        /* The read was short and the length now fits a shorter WS header. */
+        memmove(base + hsz + UP_MUX_HDR, payload, n);
+        payload = base + hsz + UP_MUX_HDR;
+    }
+    uint8_t key[4];
+    if (l->client) {
+        mask_key(l, key);
+    }
+    up_ws_encode_header(base, UP_WS_OP_BINARY, true, plen, l->client ? key : NULL);
+    up_mux_encode_hdr(payload - UP_MUX_HDR, (uint32_t)n, UP_MUX_DATA, *fin ? UP_MUX_FLAG_FIN : 0,
+                      st->sid);
+    if (l->client) {
+        up_ws_mask(payload - UP_MUX_HDR, plen, key, 0);
+    }
+    up_buf_commit(&l->tx, hsz + plen);
+    st->flow.send_avail -= (int64_t)n;
+    l->stats.frames_out++;
+    if (*fin) {
+        st->fin_sent = true;
+    }
+    return n;
+}
+
+/* Both directions finished: the stream is over. May free st (through on_close). */
+static void maybe_finish(struct up_link *l, struct up_lstream *st)
+{
+    if (st->fin_sent && st->fin_rcvd) {
+        detach(l, st);
+        st->ops->on_close(st, UP_MUX_C_NONE, NULL);
+    }
+}
+
+static void schedule(struct up_link *l)
+{
+    size_t chunk = UP_LINK_CHUNK < l->cfg.max_frame ? UP_LINK_CHUNK : l->cfg.max_frame;
+    while (l->ready_head && !l->dead && up_buf_len(&l->tx) < l->cfg.tx_high) {
+        struct up_lstream *st = l->ready_head;
+        size_t max = chunk;
+        if (st->flow.send_avail < (int64_t)max) {
+            max = st->flow.send_avail > 0 ? (size_t)st->flow.send_avail : 0;
+        }
+        bool fin = false;
+        size_t n = pull_into_tx(l, st, max, &fin);
+        if (fin) {
+            ready_remove(l, st);
+            maybe_finish(l, st);
+            continue;
+        }
+        if (n == 0 || st->flow.send_avail <= 0) {
+            /* Nothing now, or out of credit: CREDIT or the owner re-adds it. */
+            ready_remove(l, st);
+            continue;
+        }
+        /* Round robin: a bulk stream goes to the back after each quantum. */
+        ready_remove(l, st);
+        ready_push(l, st);
+    }
+}
+
+static void flush(struct up_link *l)
+{
+    for (int round = 0; round < 8 && !l->dead; round++) {
+        schedule(l);
+        if (up_buf_len(&l->tx) == 0) {
+            break;
+        }
+        size_t n = 0;
+        int rv = up_sock_write(&l->sock, up_buf_rptr(&l->tx), up_buf_len(&l->tx), &n);
+        if (rv == UP_EAGAIN) {
+            break;
+        }
+        if (rv < 0) {
+            fail(l, "write failed: %s", up_sock_strerror(&l->sock, rv));
+            return;
+        }
+        l->stats.bytes_out += n;
+        up_buf_skip(&l->tx, n);
+    }
+    if (!l->dead) {
+        up_sock_want(&l->sock, true, up_buf_len(&l->tx) > 0);
+    }
+}
+
+/* ---- input ---- */
+
+static void dispatch(struct up_link *l, const struct up_mux_ev *ev)
+{
+    struct up_lstream *st = NULL;
+    char reason[UP_MUX_MAX_REASON + 1];
+    switch (ev->kind) {
+    case UP_MUX_EV_DATA:
+        st = find(l, ev->sid);
+        if (!st || st->fin_rcvd) {
+            /* Late data for a stream we reset, or already finished: drop it. */
+            return;
+        }
+        if (up_mux_flow_on_data(&st->flow, ev->len) < 0) {
+            detach(l, st);
+            tx_rst(l, ev->sid, UP_MUX_C_FLOW, "data beyond the granted window");
+            st->ops->on_close(st, UP_MUX_C_FLOW, "peer exceeded the flow-control window");
+            return;
+        }
+        l->stats.bytes_in += ev->len;
+        st->ops->on_data(st, ev->data, ev->len);
+        return;
+    case UP_MUX_EV_FIN:
+        st = find(l, ev->sid);
+        if (!st || st->fin_rcvd) {
+            return;
+        }
+        st->fin_rcvd = true;
+        st->ops->on_fin(st);
+        /* on_fin may have reset the stream (and the owner freed it): look it up again. */
+        st = find(l, ev->sid);
+        if (st) {
+            maybe_finish(l, st);
+        }
+        return;
+    case UP_MUX_EV_OPEN:
+        if (ev->sid <= l->last_peer_sid) {
+            fail(l, "peer reused stream id%s", "");
+            return;
+        }
+        l->last_peer_sid = ev->sid;
+        if (l->goaway_sent || l->closing) {
+            tx_rst(l, ev->sid, UP_MUX_C_SHUTDOWN, "going away");
+            return;
+        }
+        if (l->nstreams >= l->cfg.max_streams) {
+            l->stats.streams_refused++;
+            tx_rst(l, ev->sid, UP_MUX_C_LIMIT, "too many streams on this link");
+            return;
+        }
+        l->ops->on_open(l, ev->sid, ev->window, ev->name, ev->name_len, ev->data, ev->len);
+        return;
+    case UP_MUX_EV_ACCEPT:
+        st = find(l, ev->sid);
+        if (!st || !st->opener || st->accepted) {
+            return;
+        }
+        st->accepted = true;
+        st->flow.send_avail = ev->window;
+        st->ops->on_accept(st);
+        return;
+    case UP_MUX_EV_CREDIT:
+        st = find(l, ev->sid);
+        if (!st) {
+            return;
+        }
+        if (up_mux_flow_on_credit(&st->flow, ev->window) < 0) {
+            detach(l, st);
+            tx_rst(l, ev->sid, UP_MUX_C_FLOW, "credit overflow");
+            st->ops->on_close(st, UP_MUX_C_FLOW, "peer granted more than 2^31-1");
+            return;
+        }
+        if (!st->fin_sent) {
+            ready_push(l, st);
+            kick(l);
+        }
+        return;
+    case UP_MUX_EV_RST:
+        st = find(l, ev->sid);
+        if (!st) {
+            return;
+        }
+        memcpy(reason, ev->data, ev->len);
+        reason[ev->len] = '\0';
+        detach(l, st);
+        st->ops->on_close(st, ev->code ? ev->code : UP_MUX_C_CANCEL, reason);
+        return;
+    case UP_MUX_EV_PING: {
+        uint8_t f[UP_MUX_HDR + 8];
+        int n = up_mux_encode_ping(f, sizeof f, ev->opaque, true);
+        if (n > 0) {
+            tx_mux(l, f, (size_t)n);
+        }
+        return;
+    }
+    case UP_MUX_EV_PONG: {
+        uint64_t sent = up_rd_u64be(ev->opaque), now = up_now_us();
+        if (sent <= now) {
+            uint64_t rtt = now - sent;
+            l->srtt_us = l->srtt_us ? (l->srtt_us * 7 + rtt) / 8 : rtt;
+        }
+        l->pings_out = 0;
+        return;
+    }
+    case UP_MUX_EV_GOAWAY:
+        memcpy(reason, ev->data, ev->len);
+        reason[ev->len] = '\0';
+        l->goaway_rcvd = true;
+        if (l->ops->on_goaway) {
+            l->ops->on_goaway(l, ev->code, reason);
+        }
+        return;
+    case UP_MUX_EV_NONE:
+        return;
+    }
+}
+
+static void feed_mux(struct up_link *l, const uint8_t *p, size_t n)
+{
+    for (;;) {
+        struct up_mux_ev ev;
+        size_t used = 0;
+        int rv = up_mux_parse(&l->mux, p, n, &used, &ev);
+        p += used;
+        n -= used;
+        if (rv < 0) {
+            l->stats.protocol_errors++;
+            uint8_t f[UP_MUX_HDR + 8 + UP_MUX_MAX_REASON];
+            int fl = up_mux_encode_goaway(f, sizeof f, l->last_peer_sid, UP_MUX_C_PROTOCOL,
+                                          l->mux.err_reason);
+            if (fl > 0) {
+                tx_mux(l, f, (size_t)fl);
+            }
+            fail(l, "%s", l->mux.err_reason);
+            return;
+        }
+        if (ev.kind == UP_MUX_EV_NONE) {
+            return;
+        }
+        l->stats.frames_in++;
+        dispatch(l, &ev);
+        if (l->dead) {
+            return;
+        }
+    }
+}
+
+static void process(struct up_link *l, uint8_t *p, size_t n)
+{
+    while (!l->dead) {
+        struct up_ws_ev ev;
+        size_t used = 0;
+        int rv = up_ws_parse(&l->ws, p, n, &used, &ev);
+        p += used;
+        n -= used;
+        if (rv < 0) {
+            l->stats.protocol_errors++;
+            uint8_t key[4];
+            if (l->client) {
+                mask_key(l, key);
+            }
+            int ignored = up_ws_write_close(&l->tx, TX_HARD_CAP, l->ws.close_code,
+                                            l->ws.err_reason, l->client ? key : NULL);
+            (void)ignored;
+            fail(l, "%s", l->ws.err_reason);
+            return;
+        }
+        switch (ev.kind) {
+        case UP_WS_EV_NONE:
+            return;
+        case UP_WS_EV_BEGIN:
+            if (ev.opcode != UP_WS_OP_BINARY) {
+                l->stats.protocol_errors++;
+                fail(l, "peer sent a text message on a mux link%s", "");
+                return;
+            }
+            break;
+        case UP_WS_EV_DATA:
+            feed_mux(l, ev.data, ev.len);
+            break;
+        case UP_WS_EV_END:
+            break;
+        case UP_WS_EV_PING:
+            tx_ws_control(l, UP_WS_OP_PONG, ev.data, ev.len);
+            break;
+        case UP_WS_EV_PONG:
+            break;
+        case UP_WS_EV_CLOSE: {
+            char why[160];
+            snprintf(why, sizeof why, "peer closed the link (%u %.*s)", ev.close_code,
+                     (int)(ev.len > 100 ? 100 : ev.len), (const char *)ev.data);
+            fail(l, "%s", why);
+            return;
+        }
+        }
+    }
+}
+
+static void on_sock(struct up_sock *s, bool readable, bool writable)
+{
+    struct up_link *l = s->ud;
+    if (l->dead) {
+        return;
+    }
+    if (readable || (s->ssl && writable) || up_sock_has_pending(s)) {
+        for (int i = 0; i < MAX_READS_PER_WAKE && !l->dead; i++) {
+            size_t n = 0;
+            int rv = up_sock_read(s, l->rx.base, l->rx.cap, &n);
+            if (rv == UP_EAGAIN) {
+                break;
+            }
+            if (rv == UP_EOF) {
+                fail(l, "connection closed by peer%s", "");
+                break;
+            }
+            if (rv < 0) {
+                fail(l, "read failed: %s", up_sock_strerror(s, rv));
+                break;
+            }
+            l->stats.bytes_in += 0;
+            process(l, l->rx.base, n);
+        }
+    }
+    (void)writable;
+    kick(l);
+}
+
+/* ---- timers and teardown ---- */
+
+static void on_timer(uv_timer_t *t)
+{
+    struct up_link *l = t->data;
+    if (l->dead) {
+        return;
+    }
+    if (l->pings_out >= l->cfg.ping_misses) {
+        char why[64];
+        snprintf(why, sizeof why, "%u pings unanswered", l->pings_out);
+        fail(l, "link dead: %s", why);
+        return;
+    }
+    uint8_t op[8], f[UP_MUX_HDR + 8];
+    up_wr_u64be(op, up_now_us());
+    int n = up_mux_encode_ping(f, sizeof f, op, false);
+    if (n > 0) {
+        tx_mux(l, f, (size_t)n);
+    }
+    l->pings_out++;
+}
+
+static void handle_closed(uv_handle_t *h)
+{
+    struct up_link *l = h->data;
+    if (--l->open_handles == 0) {
+        up_buf_fini(&l->rx);
+        up_buf_fini(&l->tx);
+        up_free(l->table);
+        up_free(l);
+    }
+}
+
+static void sock_closed(struct up_sock *s)
+{
+    handle_closed((uv_handle_t *)&s->poll);
+}
+
+static void teardown(struct up_link *l)
+{
+    l->closing = true;
+    /* Every stream dies with the link, on every hop (BRIEF rule 4). */
+    for (size_t i = 0; i < l->table_cap; i++) {
+        while (l->table[i]) {
+            struct up_lstream *st = l->table[i];
+            detach(l, st);
+            st->ops->on_close(st, UP_MUX_C_LINK_LOST, l->reason);
+        }
+    }
+    if (l->ops->on_close) {
+        l->ops->on_close(l, l->reason);
+    }
+    /* Best effort: a WS close so the peer learns why, then one non-blocking write. */
+    uint8_t key[4];
+    if (l->client) {
+        mask_key(l, key);
+    }
+    int ignored = up_ws_write_close(&l->tx, TX_HARD_CAP, 1001, "going away",
+                                    l->client ? key : NULL);
+    size_t n;
+    if (l->sock.fd >= 0 && l->sock.tls != UP_TLS_FAILED) {
+        ignored = up_sock_write(&l->sock, up_buf_rptr(&l->tx), up_buf_len(&l->tx), &n);
+    }
+    (void)ignored;
+    uv_timer_stop(&l->timer);
+    uv_close((uv_handle_t *)&l->timer, handle_closed);
+    up_sock_close(&l->sock, sock_closed);
+}
+
+static void run_dirty(uv_idle_t *h)
+{
+    (void)h;
+    while (dirty.head) {
+        struct up_link *l = dirty.head;
+        dirty.head = l->dnext;
+        l->in_dirty = false;
+        l->dnext = NULL;
+        if (l->closing) {
+            continue;
+        }
+        if (!l->dead) {
+            flush(l);
+        }
+        if (l->dead) {
+            teardown(l);
+        }
+    }
+    uv_idle_stop(&dirty.idle);
+}
+
+/* ---- public ---- */
+
+struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool client,
+                            const struct up_link_cfg *cfg, const struct up_link_ops *ops,
+                            void *ud, const uint8_t *leftover, size_t leftover_len)
+{
+    if (!dirty.init) {
+        uv_idle_init(loop, &dirty.idle);
+        uv_unref((uv_handle_t *)&dirty.idle);
+        dirty.init = true;
+    }
+    struct up_link *l = up_calloc(1, sizeof(*l));
+    if (!l) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    l->loop = loop;
+    l->client = client;
+    l->cfg = *cfg;
+    l->ops = ops;
+    l->ud = ud;
+    l->table_cap = 16;
+    l->table = up_calloc(l->table_cap, sizeof(*l->table));
+    up_buf_init(&l->rx);
+    up_buf_init(&l->tx);
+    if (!l->table || up_buf_reserve(&l->rx, UP_LINK_RX_CAP, UP_LINK_RX_CAP) < 0 ||
+        up_sock_init(&l->sock, loop, fd, on_sock, l) < 0) {
+        SSL_free(ssl);
+        up_free(l->table);
+        up_buf_fini(&l->rx);
+        up_free(l);
+        return NULL;
+    }
+    l->sock.ssl = ssl;
+    l->sock.tls = ssl ? UP_TLS_OPEN : UP_TLS_NONE;
+    l->sock.is_server = !client;
+    l->rnd_off = sizeof l->rnd;
+    l->next_sid = client ? 1 : 2;
+    struct up_ws_cfg wc = {
+        .role = client ? UP_WS_CLIENT : UP_WS_SERVER,
+        .max_frame_bytes = (uint64_t)cfg->max_frame + UP_MUX_HDR + 64,
+        .max_message_bytes = (uint64_t)cfg->max_frame + UP_MUX_HDR + 64,
+        .validate_utf8 = true,
+    };
+    up_ws_parser_init(&l->ws, &wc);
+    struct up_mux_cfg mc = {.odd_ids = client, .max_frame = cfg->max_frame};
+    up_mux_parser_init(&l->mux, &mc);
+    uv_timer_init(loop, &l->timer);
+    l->timer.data = l;
+    l->sock.poll.data = &l->sock;
+    l->open_handles = 2;
+    if (cfg->ping_interval_ms) {
+        uv_timer_start(&l->timer, on_timer, cfg->ping_interval_ms, cfg->ping_interval_ms);
+    }
+    up_sock_want(&l->sock, true, false);
+    if (leftover_len) {
+        uint8_t *copy = up_malloc(leftover_len);
+        if (copy) {
+            memcpy(copy, leftover, leftover_len);
+            process(l, copy, leftover_len);
+            up_free(copy);
+        }
+    }
+    if (ssl && SSL_pending(ssl) > 0) {
+        on_sock(&l->sock, true, false);
+    }
+    kick(l);
+    return l;
+}
+
+void *up_link_ud(const struct up_link *l)
+{
+    return l->ud;
+}
+
+const struct up_link_stats *up_link_stats(const struct up_link *l)
+{
+    return &l->stats;
+}
+
+size_t up_link_nstreams(const struct up_link *l)
+{
+    return l->nstreams;
+}
+
+uint64_t up_link_srtt_us(const struct up_link *l)
+{
+    return l->srtt_us;
+}
+
+void up_link_close(struct up_link *l, const char *reason)
+{
+    fail(l, "%s", reason);
+}
+
+void up_link_goaway(struct up_link *l, uint32_t code, const char *reason)
+{
+    if (l->goaway_sent || l->dead) {
+        return;
+    }
+    l->goaway_sent = true;
+    uint8_t f[UP_MUX_HDR + 8 + UP_MUX_MAX_REASON];
+    int n = up_mux_encode_goaway(f, sizeof f, l->last_peer_sid, code, reason);
+    if (n > 0) {
+        tx_mux(l, f, (size_t)n);
+    }
+}
+
+static void stream_init(struct up_link *l, struct up_lstream *st, uint32_t sid,
+                        uint32_t send_window, const struct up_lstream_ops *ops, void *ud)
+{
+    memset(st, 0, sizeof(*st));
+    st->sid = sid;
+    st->link = l;
+    st->ops = ops;
+    st->ud = ud;
+    up_mux_flow_init(&st->flow, l->cfg.window, l->cfg.max_window, send_window, up_now_us());
+}
+
+int up_link_open(struct up_link *l, struct up_lstream *st, const char *name,
+                 const uint8_t *meta, size_t meta_len, const struct up_lstream_ops *ops,
+                 void *ud)
+{
+    if (l->dead || l->goaway_rcvd) {
+        return UP_ESTATE;
+    }
+    if (l->nstreams >= l->cfg.max_streams || l->next_sid > 0x7ffffffdu) {
+        return UP_ELIMIT;
+    }
+    uint8_t f[UP_MUX_HDR + 5 + UP_MUX_MAX_NAME + UP_MUX_MAX_META];
+    int n = up_mux_encode_open(f, sizeof f, l->next_sid, l->cfg.window, name, meta, meta_len);
+    if (n < 0) {
+        return n;
+    }
+    stream_init(l, st, l->next_sid, 0, ops, ud);
+    st->opener = true;
+    if (insert(l, st) < 0) {
+        st->link = NULL;
+        return UP_ENOMEM;
+    }
+    l->next_sid += 2;
+    l->stats.streams_opened++;
+    tx_mux(l, f, (size_t)n);
+    return UP_OK;
+}
+
+int up_link_attach(struct up_link *l, struct up_lstream *st, uint32_t sid, uint32_t peer_window,
+                   const struct up_lstream_ops *ops, void *ud)
+{
+    stream_init(l, st, sid, peer_window, ops, ud);
+    if (insert(l, st) < 0) {
+        st->link = NULL;
+        return UP_ENOMEM;
+    }
+    l->stats.streams_opened++;
+    return UP_OK;
+}
+
+void up_link_accept(struct up_lstream *st)
+{
+    struct up_link *l = st->link;
+    if (!l || st->accepted) {
+        return;
+    }
+    st->accepted = true;
+    uint8_t f[UP_MUX_HDR + 4];
+    int n = up_mux_encode_accept(f, sizeof f, st->sid, st->flow.recv_window);
+    if (n > 0) {
+        tx_mux(l, f, (size_t)n);
+    }
+}
+
+void up_link_refuse(struct up_link *l, uint32_t sid, uint32_t code, const char *reason)
+{
+    l->stats.streams_refused++;
+    tx_rst(l, sid, code, reason);
+}
+
+void up_link_reset(struct up_lstream *st, uint32_t code, const char *reason)
+{
+    struct up_link *l = st->link;
+    if (!l) {
+        return;
+    }
+    detach(l, st);
+    tx_rst(l, st->sid, code, reason);
+}
+
+void up_link_ready(struct up_lstream *st)
+{
+    struct up_link *l = st->link;
+    if (!l || st->fin_sent) {
+        return;
+    }
+    ready_push(l, st);
+    kick(l);
+}
+
+bool up_link_can_send(const struct up_lstream *st)
+{
+    return st->link && st->accepted && !st->fin_sent && st->flow.send_avail > 0;
+}
+
+size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
+{
+    struct up_link *l = st->link;
+    size_t done = 0;
+    if (!l || l->dead || !st->accepted || st->fin_sent || st->in_ready) {
+        return 0;
+    }
+    while (done < n && up_buf_len(&l->tx) < l->cfg.tx_high && st->flow.send_avail > 0) {
+        size_t take = n - done;
+        if (take > l->cfg.max_frame) {
+            take = l->cfg.max_frame;
+        }
+        if ((int64_t)take > st->flow.send_avail) {
+            take = (size_t)st->flow.send_avail;
+        }
+        size_t hsz = up_ws_header_size(UP_MUX_HDR + take, l->client);
+        if (up_buf_reserve(&l->tx, hsz + UP_MUX_HDR + take, TX_HARD_CAP) < 0) {
+            break;
+        }
+        uint8_t *base = up_buf_wptr(&l->tx);
+        uint8_t key[4];
+        if (l->client) {
+            mask_key(l, key);
+        }
+        up_ws_encode_header(base, UP_WS_OP_BINARY, true, UP_MUX_HDR + take,
+                            l->client ? key : NULL);
+        up_mux_encode_hdr(base + hsz, (uint32_t)take, UP_MUX_DATA, 0, st->sid);
+        memcpy(base + hsz + UP_MUX_HDR, p + done, take);
+        if (l->client) {
+            up_ws_mask(base + hsz, UP_MUX_HDR + take, key, 0);
+        }
+        up_buf_commit(&l->tx, hsz + UP_MUX_HDR + take);
+        st->flow.send_avail -= (int64_t)take;
+        l->stats.frames_out++;
+        done += take;
+    }
+    if (done) {
+        kick(l);
+    }
+    return done;
+}
+
+void up_link_consumed(struct up_lstream *st, size_t n)
+{
+    struct up_link *l = st->link;
+    if (!l || st->fin_rcvd || n == 0) {
+        return;
+    }
+    uint32_t inc = up_mux_flow_consumed(&st->flow, n, up_now_us(), l->srtt_us);
+    if (inc) {
+        uint8_t f[UP_MUX_HDR + 4];
+        int fl = up_mux_encode_credit(f, sizeof f, st->sid, inc);
+        if (fl > 0) {
+            tx_mux(l, f, (size_t)fl);
+        }
+    }
+}

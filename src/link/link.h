@@ -1,0 +1,144 @@
+/* A link: one WebSocket connection carrying the mux protocol, shared by relay, agent and
+ * connect. It owns the socket (after the HTTP upgrade), the WS and mux parsers, the output
+ * buffer, keep-alive pings and the stream table. Streams are embedded in their owners' objects
+ * (an agent's backend connection, a relay bridge); the link only holds pointers to them.
+ *
+ * Data path: the link pulls stream bytes straight into its output buffer (for a socket
+ * endpoint that is one read() into place, then masking), and hands received DATA slices to
+ * the stream owner, which writes them to the next hop and reports the bytes with
+ * up_link_consumed(), which is what returns credit to the sender. */
+#ifndef UP_LINK_LINK_H
+#define UP_LINK_LINK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "base/buf.h"
+#include "net/sock.h"
+#include "proto/mux.h"
+#include "proto/ws.h"
+
+struct up_link;
+struct up_lstream;
+
+struct up_link_cfg {
+    uint32_t window;           /* initial per-stream receive window */
+    uint32_t max_window;       /* auto-tuning cap */
+    uint32_t max_frame;        /* largest DATA frame sent and accepted */
+    uint32_t max_streams;      /* concurrent streams per link */
+    uint64_t ping_interval_ms; /* keep-alive period, 0 = off */
+    uint32_t ping_misses;      /* link is dead after this many unanswered pings */
+    size_t tx_high;            /* stop pulling stream data above this many queued bytes */
+};
+
+/* Defaults (src/base/limits.h style: value and why). */
+#define UP_LINK_DEFAULT_MAX_STREAMS 10240 /* the brief's 10,000 streams per link */
+#define UP_LINK_DEFAULT_PING_MS 20000     /* well under common 60 s proxy idle timeouts */
+#define UP_LINK_DEFAULT_PING_MISSES 3
+#define UP_LINK_CHUNK (128u * 1024u)      /* bytes pulled per stream per turn (fairness quantum) */
+#define UP_LINK_RX_CAP (256u * 1024u)     /* socket read buffer */
+#define UP_LINK_TX_HIGH (512u * 1024u)
+
+void up_link_cfg_defaults(struct up_link_cfg *cfg);
+
+struct up_lstream_ops {
+    /* Opener only: the peer accepted the stream; data may flow. */
+    void (*on_accept)(struct up_lstream *st);
+    /* DATA arrived. The owner takes all n bytes (the window bounds them) and calls
+     * up_link_consumed() once they reached the next hop. */
+    void (*on_data)(struct up_lstream *st, const uint8_t *p, size_t n);
+    /* The peer finished sending (half-close). */
+    void (*on_fin)(struct up_lstream *st);
+    /* The stream is over on this link: reset by the peer (code != 0 or reason set), lost with
+     * the link (UP_MUX_C_LINK_LOST), or closed normally after both FINs (code 0, reason NULL).
+     * The link has already forgotten st; the owner may free it. */
+    void (*on_close)(struct up_lstream *st, uint32_t code, const char *reason);
+    /* Fill up to max bytes of data to send into dst; return how many. Set *fin when this
+     * direction is finished (after these bytes). Returning 0 without fin means "nothing now":
+     * the owner calls up_link_ready() when it has more. */
+    size_t (*pull)(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin);
+};
+
+struct up_lstream {
+    uint32_t sid;
+    struct up_mux_flow flow;
+    struct up_link *link; /* borrowed; NULL once the stream left the link */
+    const struct up_lstream_ops *ops;
+    void *ud; /* borrowed: the owner */
+    struct up_lstream *hnext;         /* hash chain */
+    struct up_lstream *rnext, *rprev; /* ready list */
+    bool in_ready;
+    bool opener;   /* we sent OPEN */
+    bool accepted; /* ACCEPT sent or received */
+    bool fin_sent;
+    bool fin_rcvd;
+};
+
+struct up_link_ops {
+    /* The peer opens stream sid for service name with metadata meta. The owner either calls
+     * up_link_attach() (then up_link_accept() or up_link_reset() later) or
+     * up_link_refuse(). */
+    void (*on_open)(struct up_link *l, uint32_t sid, uint32_t window, const char *name,
+                    size_t name_len, const uint8_t *meta, size_t meta_len);
+    /* The peer will open no new streams beyond last_sid and asks us to go elsewhere. */
+    void (*on_goaway)(struct up_link *l, uint32_t code, const char *reason);
+    /* The link is closing: every stream already got on_close. The link frees itself after
+     * this returns; the owner must forget l. */
+    void (*on_close)(struct up_link *l, const char *reason);
+};
+
+struct up_link_stats {
+    uint64_t bytes_in, bytes_out;
+    uint64_t frames_in, frames_out;
+    uint64_t streams_opened, streams_refused, streams_reset;
+    uint64_t protocol_errors;
+};
+
+/* Create a link over an upgraded socket. sock is moved into the link (the struct is copied
+ * and the poll handle re-targeted, so the caller's struct is dead afterwards: pass a socket
+ * that was initialised but whose callbacks have not fired since the upgrade). leftover holds
+ * bytes already read after the HTTP head (may be empty). client = we are the WebSocket client
+ * (mask our frames, open odd stream ids). Returns NULL on allocation failure (sock closed). */
+struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool client,
+                            const struct up_link_cfg *cfg, const struct up_link_ops *ops,
+                            void *ud, const uint8_t *leftover, size_t leftover_len);
+void *up_link_ud(const struct up_link *l);
+const struct up_link_stats *up_link_stats(const struct up_link *l);
+size_t up_link_nstreams(const struct up_link *l);
+uint64_t up_link_srtt_us(const struct up_link *l);
+/* Close the link: every stream gets on_close(LINK_LOST, reason) and then ops->on_close. With
+ * goaway, a GOAWAY and a WS close are attempted first. Deferred to the loop; idempotent. */
+void up_link_close(struct up_link *l, const char *reason);
+/* Send GOAWAY (no new streams). */
+void up_link_goaway(struct up_link *l, uint32_t code, const char *reason);
+
+/* Open a stream to the peer for service name: allocates an id, registers st and sends OPEN.
+ * Returns UP_OK, UP_ELIMIT (too many streams, ids exhausted) or UP_ENOMEM. */
+UP_NODISCARD int up_link_open(struct up_link *l, struct up_lstream *st, const char *name,
+                              const uint8_t *meta, size_t meta_len,
+                              const struct up_lstream_ops *ops, void *ud);
+/* Register st for a stream the peer opened (from on_open). */
+UP_NODISCARD int up_link_attach(struct up_link *l, struct up_lstream *st, uint32_t sid,
+                                uint32_t peer_window, const struct up_lstream_ops *ops, void *ud);
+/* Accept an attached stream (sends ACCEPT with our window). */
+void up_link_accept(struct up_lstream *st);
+/* Refuse a stream that was never attached. */
+void up_link_refuse(struct up_link *l, uint32_t sid, uint32_t code, const char *reason);
+/* Reset st (sends RST) and detach it; no on_close follows. No-op when detached. */
+void up_link_reset(struct up_lstream *st, uint32_t code, const char *reason);
+/* The owner has data (or a FIN) to send: schedule pull(). */
+void up_link_ready(struct up_lstream *st);
+/* Try to send bytes now (copying them into the output buffer within credit and room). Returns
+ * how many were taken; the rest must be offered later through pull(). */
+size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n);
+/* n received bytes reached the next hop: return credit. */
+void up_link_consumed(struct up_lstream *st, size_t n);
+/* Whether st may send right now (accepted, credit left). */
+bool up_link_can_send(const struct up_lstream *st);
+
+/* Microsecond monotonic clock used for flow control and RTT. */
+uint64_t up_now_us(void);
+
+#endif

@@ -1,0 +1,347 @@
+#include "net/sock.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <string.h>
+#include <unistd.h>
+
+static void poll_cb(uv_poll_t *h, int status, int events)
+{
+    struct up_sock *s = h->data;
+    if (s->closing) {
+        return;
+    }
+    bool r = status < 0 || (events & (UV_READABLE | UV_DISCONNECT));
+    bool w = status < 0 || (events & UV_WRITABLE);
+    s->cb(s, r, w);
+}
+
+int up_fd_nonblock(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0) {
+        return UP_ESYS;
+    }
+    return UP_OK;
+}
+
+int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb, void *ud)
+{
+    memset(s, 0, sizeof(*s));
+    s->fd = fd;
+    s->cb = cb;
+    s->ud = ud;
+    if (up_fd_nonblock(fd) < 0) {
+        s->last_errno = errno;
+        close(fd);
+        s->fd = -1;
+        return UP_ESYS;
+    }
+    int rv = uv_poll_init(loop, &s->poll, fd);
+    if (rv < 0) {
+        s->last_errno = -rv;
+        close(fd);
+        s->fd = -1;
+        return UP_ESYS;
+    }
+    s->poll.data = s;
+    return UP_OK;
+}
+
+static void apply_events(struct up_sock *s)
+{
+    if (s->closing) {
+        return;
+    }
+    bool r = s->want_r || s->tls_want_r;
+    bool w = s->want_w || s->tls_want_w;
+    int ev = (r ? UV_READABLE : 0) | (w ? UV_WRITABLE : 0);
+    if (ev == 0) {
+        if (s->poll_active) {
+            uv_poll_stop(&s->poll);
+            s->poll_active = false;
+        }
+        return;
+    }
+    if (uv_poll_start(&s->poll, ev, poll_cb) == 0) {
+        s->poll_active = true;
+    }
+}
+
+void up_sock_want(struct up_sock *s, bool r, bool w)
+{
+    if (s->want_r == r && s->want_w == w && s->poll_active == (r || w || s->tls_want_r ||
+                                                              s->tls_want_w)) {
+        return;
+    }
+    s->want_r = r;
+    s->want_w = w;
+    apply_events(s);
+}
+
+static int tls_result(struct up_sock *s, int ret, bool reading)
+{
+    int e = SSL_get_error(s->ssl, ret);
+    bool wr = s->tls_want_w, rd = s->tls_want_r;
+    s->tls_want_w = false;
+    s->tls_want_r = false;
+    int rv;
+    switch (e) {
+    case SSL_ERROR_WANT_READ:
+        if (!reading) {
+            s->tls_want_r = true;
+        }
+        rv = UP_EAGAIN;
+        break;
+    case SSL_ERROR_WANT_WRITE:
+        if (reading) {
+            s->tls_want_w = true;
+        }
+        rv = UP_EAGAIN;
+        break;
+    case SSL_ERROR_ZERO_RETURN:
+        rv = UP_EOF;
+        break;
+    case SSL_ERROR_SYSCALL:
+        s->last_errno = errno;
+        /* An EOF without close_notify: treat as EOF, as curl and nginx do for HTTP/1. */
+        rv = (ERR_peek_error() == 0 && (errno == 0 || errno == ECONNRESET)) ? UP_EOF : UP_ESYS;
+        if (errno == ECONNRESET) {
+            rv = UP_ESYS;
+        }
+        break;
+    default:
+        rv = UP_ETLS;
+        break;
+    }
+    if (wr != s->tls_want_w || rd != s->tls_want_r) {
+        apply_events(s);
+    }
+    return rv;
+}
+
+int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        size_t got = 0;
+        ERR_clear_error();
+        int ret = SSL_read_ex(s->ssl, p, cap, &got);
+        if (ret == 1) {
+            *n = got;
+            return UP_OK;
+        }
+        int rv = tls_result(s, ret, true);
+        if (rv == UP_EOF) {
+            s->eof = true;
+        }
+        return rv;
+    }
+    ssize_t r = read(s->fd, p, cap);
+    if (r > 0) {
+        *n = (size_t)r;
+        return UP_OK;
+    }
+    if (r == 0) {
+        s->eof = true;
+        return UP_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return UP_EAGAIN;
+    }
+    s->last_errno = errno;
+    return UP_ESYS;
+}
+
+int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        size_t put = 0;
+        ERR_clear_error();
+        int ret = SSL_write_ex(s->ssl, p, len, &put);
+        if (ret == 1) {
+            *n = put;
+            return UP_OK;
+        }
+        return tls_result(s, ret, false);
+    }
+    ssize_t r = send(s->fd, p, len, MSG_NOSIGNAL);
+    if (r >= 0) {
+        *n = (size_t)r;
+        return r > 0 ? UP_OK : UP_EAGAIN;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return UP_EAGAIN;
+    }
+    if (errno == ENOTSOCK) {
+        /* stdout of `connect --stdio` may be a pipe. */
+        r = write(s->fd, p, len);
+        if (r > 0) {
+            *n = (size_t)r;
+            return UP_OK;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == EINTR)) {
+            return UP_EAGAIN;
+        }
+    }
+    s->last_errno = errno;
+    return UP_ESYS;
+}
+
+bool up_sock_has_pending(const struct up_sock *s)
+{
+    return s->ssl && SSL_pending(s->ssl) > 0;
+}
+
+void up_sock_shutdown_write(struct up_sock *s)
+{
+    if (s->fd < 0) {
+        return;
+    }
+    if (s->ssl && s->tls == UP_TLS_OPEN) {
+        ERR_clear_error();
+        (void)SSL_shutdown(s->ssl);
+        ERR_clear_error();
+    }
+    if (shutdown(s->fd, SHUT_WR) < 0 && errno == ENOTSOCK) {
+        /* A pipe (stdio mode): closing is the only way to signal EOF. */
+        close(s->fd);
+        s->fd = -1;
+    }
+}
+
+static void closed_cb(uv_handle_t *h)
+{
+    struct up_sock *s = h->data;
+    if (s->close_cb) {
+        s->close_cb(s);
+    }
+}
+
+void up_sock_close(struct up_sock *s, up_sock_close_fn cb)
+{
+    if (s->closing) {
+        return;
+    }
+    s->closing = true;
+    s->close_cb = cb;
+    if (s->ssl) {
+        SSL_free(s->ssl);
+        s->ssl = NULL;
+    }
+    if (s->fd >= 0) {
+        uv_poll_stop(&s->poll);
+    }
+    /* libuv must stop watching before the fd is closed. */
+    uv_close((uv_handle_t *)&s->poll, closed_cb);
+    if (s->fd >= 0) {
+        close(s->fd);
+        s->fd = -1;
+    }
+}
+
+void up_sock_release(struct up_sock *s, up_sock_close_fn cb)
+{
+    if (s->closing) {
+        return;
+    }
+    s->closing = true;
+    s->close_cb = cb;
+    uv_poll_stop(&s->poll);
+    uv_close((uv_handle_t *)&s->poll, closed_cb);
+    s->fd = -1;
+    s->ssl = NULL;
+}
+
+void up_sock_update(struct up_sock *s)
+{
+    apply_events(s);
+}
+
+void up_sock_abort(struct up_sock *s, up_sock_close_fn cb)
+{
+    if (!s->closing && s->fd >= 0) {
+        struct linger l = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    up_sock_close(s, cb);
+}
+
+const char *up_sock_strerror(const struct up_sock *s, int err)
+{
+    if (err == UP_ESYS && s->last_errno) {
+        return strerror(s->last_errno);
+    }
+    return up_strerror(err);
+}
+
+int up_tcp_connect_start(const struct sockaddr *sa, socklen_t len, int *err)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return UP_ESYS;
+    }
+    up_tcp_tune(fd);
+    if (connect(fd, sa, len) < 0 && errno != EINPROGRESS) {
+        *err = errno;
+        close(fd);
+        return UP_ESYS;
+    }
+    return fd;
+}
+
+int up_tcp_connect_result(int fd)
+{
+    int e = 0;
+    socklen_t l = sizeof e;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &l) < 0) {
+        return errno;
+    }
+    return e;
+}
+
+int up_tcp_listen(const struct sockaddr *sa, socklen_t len, int backlog, int *err)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        *err = errno;
+        return UP_ESYS;
+    }
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    if (sa->sa_family == AF_INET6) {
+        (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one);
+    }
+    if (bind(fd, sa, len) < 0 || listen(fd, backlog) < 0) {
+        *err = errno;
+        close(fd);
+        return UP_ESYS;
+    }
+    return fd;
+}
+
+int up_tcp_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen)
+{
+    *plen = sizeof(*peer);
+    int fd = accept4(lfd, (struct sockaddr *)peer, plen, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd >= 0) {
+        up_tcp_tune(fd);
+        return fd;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR || errno == ECONNABORTED) {
+        return UP_EAGAIN;
+    }
+    return UP_ESYS;
+}
+
+void up_tcp_tune(int fd)
+{
+    int one = 1;
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}

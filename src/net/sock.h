@@ -1,0 +1,83 @@
+/* The I/O shell's socket: a non-blocking fd watched by a libuv poll handle, optionally wrapped
+ * in TLS (OpenSSL reads and writes the fd itself, which saves the memory-BIO copies on the bulk
+ * path). Owners get readiness callbacks and call read/write until UP_EAGAIN. The only place
+ * besides tls.c that reads errno. */
+#ifndef UP_NET_SOCK_H
+#define UP_NET_SOCK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <uv.h>
+
+#include "base/err.h"
+
+struct up_sock;
+typedef void (*up_sock_fn)(struct up_sock *s, bool readable, bool writable);
+typedef void (*up_sock_close_fn)(struct up_sock *s);
+
+enum up_tls_state { UP_TLS_NONE, UP_TLS_HANDSHAKE, UP_TLS_OPEN, UP_TLS_FAILED };
+
+struct up_sock {
+    uv_poll_t poll; /* the handle's data points back at this struct */
+    int fd;
+    bool poll_active;
+    bool want_r, want_w;
+    bool closing;
+    bool eof;
+    struct ssl_st *ssl; /* owned, NULL for plain TCP */
+    enum up_tls_state tls;
+    bool tls_want_w; /* the TLS engine needs the fd writable before it can go on */
+    bool tls_want_r; /* ... readable */
+    bool is_server;
+    int last_errno; /* saved errno of the last UP_ESYS */
+    up_sock_fn cb;
+    up_sock_close_fn close_cb;
+    void *ud; /* borrowed: the owner */
+};
+
+/* Take ownership of a connected or listening non-blocking fd and watch it on loop. The
+ * callback fires with readiness once the owner asks for it through up_sock_want(). Returns
+ * UP_OK or UP_ESYS (fd is then closed). */
+UP_NODISCARD int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb,
+                              void *ud);
+/* Ask for readable and/or writable callbacks (level-triggered). */
+void up_sock_want(struct up_sock *s, bool r, bool w);
+/* Read up to cap bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF, UP_ESYS or UP_ETLS. */
+UP_NODISCARD int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
+/* Write up to len bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_ESYS or UP_ETLS. */
+UP_NODISCARD int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n);
+/* Whether decrypted bytes are waiting inside TLS (poll will not report them). */
+bool up_sock_has_pending(const struct up_sock *s);
+/* Shut down the write side (TLS close_notify then TCP FIN). */
+void up_sock_shutdown_write(struct up_sock *s);
+/* Stop watching, close the fd, free TLS; cb (may be NULL) runs from the loop once the handle
+ * is closed, and only then may the owner free the memory holding s. Idempotent. */
+void up_sock_close(struct up_sock *s, up_sock_close_fn cb);
+/* Stop watching and hand the fd and TLS object over to a new owner (the caller read them from
+ * s->fd and s->ssl first). cb as for up_sock_close. */
+void up_sock_release(struct up_sock *s, up_sock_close_fn cb);
+/* Re-apply the poll interest after the TLS engine changed what it waits for. */
+void up_sock_update(struct up_sock *s);
+/* Hard reset: SO_LINGER 0 so the peer sees RST, then close. */
+void up_sock_abort(struct up_sock *s, up_sock_close_fn cb);
+/* Human-readable description of the last error on s (errno or TLS reason). */
+const char *up_sock_strerror(const struct up_sock *s, int err);
+
+/* Socket helpers. */
+/* Create a non-blocking TCP socket, start connecting to sa. Returns the fd or UP_ESYS (errno in
+ * *err). */
+int up_tcp_connect_start(const struct sockaddr *sa, socklen_t len, int *err);
+/* After the connecting fd became writable: 0 when connected, else the errno. */
+int up_tcp_connect_result(int fd);
+/* Bind and listen (SO_REUSEADDR) on sa. Returns the fd or UP_ESYS (errno in *err). */
+int up_tcp_listen(const struct sockaddr *sa, socklen_t len, int backlog, int *err);
+/* accept4 non-blocking; returns the fd, UP_EAGAIN or UP_ESYS. */
+int up_tcp_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen);
+/* TCP_NODELAY and sane buffer settings for a data socket. */
+void up_tcp_tune(int fd);
+/* Set O_NONBLOCK; returns UP_OK or UP_ESYS. */
+int up_fd_nonblock(int fd);
+
+#endif

@@ -1,0 +1,1003 @@
+#include "relay/relay.h"
+
+#include <jansson.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "base/alloc.h"
+#include "base/log.h"
+#include "base/str.h"
+#include "net/addr.h"
+#include "net/sock.h"
+#include "net/tls.h"
+#include "proto/h1.h"
+#include "proto/token.h"
+#include "proto/ws.h"
+
+#define HCONN_MAX_HEADERS 64
+#define LINGER_MS 2000
+#define BRIDGE_PENDING_MAX (UP_MUX_MAX_WINDOW + 0u)
+
+enum rlink_role { RL_AGENT, RL_CLIENT };
+
+struct rlink {
+    struct up_relay *relay;
+    struct up_link *link; /* owned by itself; NULL once closed */
+    enum rlink_role role;
+    struct up_token_claims claims;
+    char peer[64];
+    char services[UP_TOKEN_MAX_SERVICES][UP_TOKEN_MAX_NAME + 1]; /* agents: what it serves */
+    size_t n_services;
+    struct rlink *next, *prev;
+};
+
+struct bridge {
+    struct up_relay *relay;
+    struct up_lstream a; /* on the client's link (the peer opened it) */
+    struct up_lstream b; /* on the agent's link (we opened it) */
+    struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
+    bool fin_ab, fin_ba;
+    bool a_done, b_done;
+    char service[UP_MUX_MAX_NAME + 1];
+};
+
+enum hc_state {
+    HC_TLS,     /* TLS handshake */
+    HC_HEAD,    /* reading the request head */
+    HC_WRITE,   /* writing a response, then either upgrade or linger */
+    HC_LINGER,  /* response sent, write side shut, draining input until EOF or timeout */
+};
+
+struct hconn {
+    struct up_relay *relay;
+    struct up_sock *sock; /* owned */
+    uv_timer_t timer;
+    enum hc_state state;
+    struct up_buf in, out;
+    size_t scan;
+    bool upgrade_after;       /* after out drains, become a link */
+    struct rlink *pending;    /* the link-to-be */
+    int open_handles;
+    bool closing;
+    char peer[64];
+    bool peer_loopback;
+    struct hconn *next, *prev;
+};
+
+struct up_relay {
+    uv_loop_t *loop;
+    struct up_relay_cfg cfg;
+    struct up_sock lsock;
+    struct ssl_ctx_st *tls;
+    char addr[80];
+    struct hconn *conns;
+    struct rlink *links;
+    bool shutting;
+    time_t started;
+    struct {
+        uint64_t links_total, rejected, http_requests, http_errors;
+        uint64_t streams_total, streams_refused, streams_active;
+        uint64_t bytes_relayed;
+    } n;
+};
+
+/* ---- helpers ---- */
+
+static bool is_loopback(const struct sockaddr_storage *ss)
+{
+    if (ss->ss_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
+        return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (ss->ss_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+        return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
+               (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && s6->sin6_addr.s6_addr[12] == 127);
+    }
+    return false;
+}
+
+static void rlink_unlist(struct up_relay *r, struct rlink *rl)
+{
+    if (rl->prev) {
+        rl->prev->next = rl->next;
+    } else if (r->links == rl) {
+        r->links = rl->next;
+    }
+    if (rl->next) {
+        rl->next->prev = rl->prev;
+    }
+    rl->next = rl->prev = NULL;
+}
+
+static void rlink_list(struct up_relay *r, struct rlink *rl)
+{
+    rl->prev = NULL;
+    rl->next = r->links;
+    if (r->links) {
+        r->links->prev = rl;
+    }
+    r->links = rl;
+}
+
+/* Pick an agent link serving name; rotate it to the back so new streams spread. */
+static struct rlink *find_agent(struct up_relay *r, const char *name, size_t len)
+{
+    for (struct rlink *rl = r->links; rl; rl = rl->next) {
+        if (rl->role != RL_AGENT || !rl->link) {
+            continue;
+        }
+        for (size_t i = 0; i < rl->n_services; i++) {
+            if (strlen(rl->services[i]) == len && memcmp(rl->services[i], name, len) == 0) {
+                if (rl->next) {
+                    rlink_unlist(r, rl);
+                    struct rlink *t = r->links;
+                    while (t && t->next) {
+                        t = t->next;
+                    }
+                    if (t) {
+                        t->next = rl;
+                        rl->prev = t;
+                    } else {
+                        r->links = rl;
+                    }
+                }
+                return rl;
+            }
+        }
+    }
+    return NULL;
+}
+
+/* ---- bridges: a stream switch between a client link and an agent link ---- */
+
+static void bridge_maybe_free(struct bridge *br)
+{
+    if (br->a_done && br->b_done) {
+        br->relay->n.streams_active--;
+        up_buf_fini(&br->ab);
+        up_buf_fini(&br->ba);
+        up_free(br);
+    }
+}
+
+/* Move bytes from src's peer to dst: straight into dst's link output if nothing is queued,
+ * the rest into the pending buffer. Credit goes back to src for what left us. */
+static void forward(struct bridge *br, struct up_lstream *src, struct up_lstream *dst,
+                    struct up_buf *pending, const uint8_t *p, size_t n)
+{
+    size_t k = 0;
+    if (!dst->link) {
+        return; /* the other side is gone; its reset is on its way */
+    }
+    if (up_buf_len(pending) == 0) {
+        k = up_link_send(dst, p, n);
+        if (k) {
+            br->relay->n.bytes_relayed += k;
+            up_link_consumed(src, k);
+        }
+    }
+    if (k < n) {
+        if (up_buf_append(pending, p + k, n - k, BRIDGE_PENDING_MAX) < 0) {
+            up_link_reset(src, UP_MUX_C_INTERNAL, "relay out of memory");
+            up_link_reset(dst, UP_MUX_C_INTERNAL, "relay out of memory");
+            return;
+        }
+        up_link_ready(dst);
+    }
+}
+
+static size_t drain_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
+                            bool fin_flag, uint8_t *dst, size_t max, bool *fin)
+{
+    size_t n = up_buf_len(pending);
+    if (n > max) {
+        n = max;
+    }
+    if (n) {
+        memcpy(dst, up_buf_rptr(pending), n);
+        up_buf_skip(pending, n);
+        br->relay->n.bytes_relayed += n;
+        up_link_consumed(src, n);
+    }
+    if (up_buf_len(pending) == 0) {
+        up_buf_release_if_empty(pending);
+        *fin = fin_flag;
+    }
+    return n;
+}
+
+static void a_data(struct up_lstream *st, const uint8_t *p, size_t n)
+{
+    struct bridge *br = st->ud;
+    forward(br, &br->a, &br->b, &br->ab, p, n);
+}
+
+static void b_data(struct up_lstream *st, const uint8_t *p, size_t n)
+{
+    struct bridge *br = st->ud;
+    forward(br, &br->b, &br->a, &br->ba, p, n);
+}
+
+static void a_fin(struct up_lstream *st)
+{
+    struct bridge *br = st->ud;
+    br->fin_ab = true;
+    up_link_ready(&br->b);
+}
+
+static void b_fin(struct up_lstream *st)
+{
+    struct bridge *br = st->ud;
+    br->fin_ba = true;
+    up_link_ready(&br->a);
+}
+
+static size_t a_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
+{
+    struct bridge *br = st->ud;
+    *fin = false;
+    return drain_pending(br, &br->b, &br->ba, br->fin_ba, dst, max, fin);
+}
+
+static size_t b_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
+{
+    struct bridge *br = st->ud;
+    *fin = false;
+    return drain_pending(br, &br->a, &br->ab, br->fin_ab, dst, max, fin);
+}
+
+static void b_accept(struct up_lstream *st)
+{
+    struct bridge *br = st->ud;
+    up_link_accept(&br->a);
+}
+
+static void a_close(struct up_lstream *st, uint32_t code, const char *reason)
+{
+    struct bridge *br = st->ud;
+    br->a_done = true;
+    if (code != UP_MUX_C_NONE && !br->b_done) {
+        up_link_reset(&br->b, code, reason);
+        br->b_done = true;
+    } else if (!br->b.link) {
+        br->b_done = true;
+    }
+    bridge_maybe_free(br);
+}
+
+static void b_close(struct up_lstream *st, uint32_t code, const char *reason)
+{
+    struct bridge *br = st->ud;
+    br->b_done = true;
+    if (code != UP_MUX_C_NONE && !br->a_done) {
+        UP_LOGD("stream to '%s' ended: %s%s%s", br->service, up_mux_code_name(code),
+                reason && *reason ? ": " : "", reason ? reason : "");
+        up_link_reset(&br->a, code, reason);
+        br->a_done = true;
+    }
+    bridge_maybe_free(br);
+}
+
+static void a_accept(struct up_lstream *st)
+{
+    (void)st;
+}
+
+static const struct up_lstream_ops a_ops = {
+    .on_accept = a_accept,
+    .on_data = a_data,
+    .on_fin = a_fin,
+    .on_close = a_close,
+    .pull = a_pull,
+};
+
+static const struct up_lstream_ops b_ops = {
+    .on_accept = b_accept,
+    .on_data = b_data,
+    .on_fin = b_fin,
+    .on_close = b_close,
+    .pull = b_pull,
+};
+
+/* ---- links ---- */
+
+static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const char *name,
+                         size_t name_len, const uint8_t *meta, size_t meta_len)
+{
+    struct rlink *rl = up_link_ud(l);
+    struct up_relay *r = rl->relay;
+    (void)meta;
+    (void)meta_len;
+    char svc[UP_MUX_MAX_NAME + 1];
+    memcpy(svc, name, name_len);
+    svc[name_len] = '\0';
+    if (rl->role != RL_CLIENT) {
+        r->n.streams_refused++;
+        up_link_refuse(l, sid, UP_MUX_C_PROTOCOL, "agents cannot open streams");
+        return;
+    }
+    /* Authorise every stream, not only the link (chisel GHSA-24fp-5v3p-rvpw). */
+    if (!up_token_allows(&rl->claims, name, name_len)) {
+        char why[128];
+        snprintf(why, sizeof why, "token does not allow service '%s'", svc);
+        r->n.streams_refused++;
+        r->n.rejected++;
+        UP_LOGI("refused stream from %s: %s", rl->peer, why);
+        up_link_refuse(l, sid, UP_MUX_C_FORBIDDEN, why);
+        return;
+    }
+    struct rlink *agent = find_agent(r, name, name_len);
+    if (!agent) {
+        char why[128];
+        snprintf(why, sizeof why, "no agent online for service '%s'", svc);
+        r->n.streams_refused++;
+        up_link_refuse(l, sid, UP_MUX_C_NO_SERVICE, why);
+        return;
+    }
+    struct bridge *br = up_calloc(1, sizeof(*br));
+    if (!br) {
+        up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "relay out of memory");
+        return;
+    }
+    br->relay = r;
+    memcpy(br->service, svc, name_len + 1);
+    up_buf_init(&br->ab);
+    up_buf_init(&br->ba);
+    if (up_link_attach(l, &br->a, sid, window, &a_ops, br) < 0) {
+        up_free(br);
+        up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "relay out of memory");
+        return;
+    }
+    char m[200];
+    int ml = snprintf(m, sizeof m, "client=%s\nsub=%s\n", rl->peer, rl->claims.sub);
+    int rv = up_link_open(agent->link, &br->b, svc, (const uint8_t *)m,
+                          ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0, &b_ops, br);
+    if (rv < 0) {
+        br->b_done = true;
+        br->a_done = true;
+        up_link_reset(&br->a, rv == UP_ELIMIT ? UP_MUX_C_LIMIT : UP_MUX_C_INTERNAL,
+                      rv == UP_ELIMIT ? "agent link is full" : "cannot open stream to agent");
+        r->n.streams_active++;
+        bridge_maybe_free(br);
+        return;
+    }
+    r->n.streams_total++;
+    r->n.streams_active++;
+}
+
+static void on_link_close(struct up_link *l, const char *reason)
+{
+    struct rlink *rl = up_link_ud(l);
+    struct up_relay *r = rl->relay;
+    UP_LOGI("%s link from %s closed: %s", rl->role == RL_AGENT ? "agent" : "client", rl->peer,
+            reason);
+    rlink_unlist(r, rl);
+    up_free(rl);
+}
+
+static void on_link_goaway(struct up_link *l, uint32_t code, const char *reason)
+{
+    struct rlink *rl = up_link_ud(l);
+    UP_LOGI("link from %s going away: %s %s", rl->peer, up_mux_code_name(code), reason);
+}
+
+static const struct up_link_ops link_ops = {
+    .on_open = on_link_open,
+    .on_goaway = on_link_goaway,
+    .on_close = on_link_close,
+};
+
+/* ---- HTTP front door ---- */
+
+static void hc_closed(uv_handle_t *h)
+{
+    struct hconn *c = h->data;
+    if (--c->open_handles == 0) {
+        up_buf_fini(&c->in);
+        up_buf_fini(&c->out);
+        up_free(c->pending);
+        up_free(c);
+    }
+}
+
+static void hc_sock_closed(struct up_sock *s)
+{
+    struct hconn *c = s->ud;
+    up_free(s);
+    hc_closed((uv_handle_t *)&c->timer);
+}
+
+static void hc_unlist(struct hconn *c)
+{
+    struct up_relay *r = c->relay;
+    if (c->prev) {
+        c->prev->next = c->next;
+    } else if (r->conns == c) {
+        r->conns = c->next;
+    }
+    if (c->next) {
+        c->next->prev = c->prev;
+    }
+    c->next = c->prev = NULL;
+}
+
+static void hc_close(struct hconn *c, bool release)
+{
+    if (c->closing) {
+        return;
+    }
+    c->closing = true;
+    hc_unlist(c);
+    uv_timer_stop(&c->timer);
+    uv_close((uv_handle_t *)&c->timer, hc_closed);
+    if (release) {
+        up_sock_release(c->sock, hc_sock_closed);
+    } else {
+        up_sock_close(c->sock, hc_sock_closed);
+    }
+}
+
+static void hc_flush(struct hconn *c);
+static void hc_timeout(uv_timer_t *t);
+
+static void hc_respond(struct hconn *c, int status, const char *text, const char *body,
+                       const char *ctype, const char *extra)
+{
+    char head[1024];
+    size_t blen = strlen(body);
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "Cache-Control: no-store\r\nConnection: close\r\n%s\r\n",
+                     status, text, ctype, blen, extra ? extra : "");
+    c->relay->n.http_requests++;
+    if (status >= 400) {
+        c->relay->n.http_errors++;
+    }
+    if (n < 0 || (size_t)n >= sizeof head || up_buf_append(&c->out, head, (size_t)n, 1 << 20) < 0 ||
+        up_buf_append(&c->out, body, blen, 1 << 20) < 0) {
+        hc_close(c, false);
+        return;
+    }
+    c->state = HC_WRITE;
+    c->upgrade_after = false;
+    hc_flush(c);
+}
+
+static void hc_error(struct hconn *c, int status, const char *text, const char *why)
+{
+    char body[300];
+    snprintf(body, sizeof body, "%s\n", why);
+    if (status == 401 || status == 403) {
+        c->relay->n.rejected++;
+        UP_LOGI("rejected %s: %d %s", c->peer, status, why);
+    }
+    hc_respond(c, status, text, body, "text/plain; charset=utf-8",
+               status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL);
+}
+
+static void become_link(struct hconn *c)
+{
+    struct up_relay *r = c->relay;
+    struct rlink *rl = c->pending;
+    c->pending = NULL;
+    int fd = c->sock->fd;
+    struct ssl_st *ssl = c->sock->ssl;
+    /* Bytes after the head (pipelined WS frames) belong to the link. */
+    size_t left = up_buf_len(&c->in);
+    uint8_t *copy = NULL;
+    if (left) {
+        copy = up_malloc(left);
+        if (copy) {
+            memcpy(copy, up_buf_rptr(&c->in), left);
+        }
+    }
+    hc_close(c, true);
+    rl->link = up_link_new(r->loop, fd, ssl, false, &r->cfg.link, &link_ops, rl, copy,
+                           copy ? left : 0);
+    up_free(copy);
+    if (!rl->link) {
+        up_free(rl);
+        return;
+    }
+    rlink_list(r, rl);
+    r->n.links_total++;
+    if (rl->role == RL_AGENT) {
+        char list[512] = "";
+        size_t o = 0;
+        for (size_t i = 0; i < rl->n_services && o < sizeof list; i++) {
+            int k = snprintf(list + o, sizeof list - o, "%s%s", i ? "," : "", rl->services[i]);
+            if (k < 0) {
+                break;
+            }
+            o += (size_t)k;
+        }
+        UP_LOGI("agent %s connected from %s serving %s", rl->claims.sub[0] ? rl->claims.sub : "-",
+                rl->peer, list);
+    } else {
+        UP_LOGI("client %s connected from %s", rl->claims.sub[0] ? rl->claims.sub : "-",
+                rl->peer);
+    }
+}
+
+static void hc_flush(struct hconn *c)
+{
+    while (up_buf_len(&c->out)) {
+        size_t n = 0;
+        int rv = up_sock_write(c->sock, up_buf_rptr(&c->out), up_buf_len(&c->out), &n);
+        if (rv == UP_EAGAIN) {
+            up_sock_want(c->sock, false, true);
+            return;
+        }
+        if (rv < 0) {
+            hc_close(c, false);
+            return;
+        }
+        up_buf_skip(&c->out, n);
+    }
+    if (c->upgrade_after) {
+        become_link(c);
+        return;
+    }
+    /* Lingering close: shut our side, drain theirs briefly, so the response is not lost to
+     * an RST caused by unread input. */
+    c->state = HC_LINGER;
+    up_sock_shutdown_write(c->sock);
+    up_sock_want(c->sock, true, false);
+    uv_timer_start(&c->timer, hc_timeout, LINGER_MS, 0);
+}
+
+static void stats_json(struct hconn *c)
+{
+    struct up_relay *r = c->relay;
+    size_t agents = 0, clients = 0, streams = 0;
+    for (struct rlink *rl = r->links; rl; rl = rl->next) {
+        if (!rl->link) {
+            continue;
+        }
+        if (rl->role == RL_AGENT) {
+            agents++;
+        } else {
+            clients++;
+        }
+        streams += up_link_nstreams(rl->link);
+    }
+    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version",
+                          "0.1.0", "uptime_s", (json_int_t)(time(NULL) - r->started), "agents",
+                          (json_int_t)agents, "clients", (json_int_t)clients, "link_streams",
+                          (json_int_t)streams, "streams_active",
+                          (json_int_t)r->n.streams_active, "streams_total",
+                          (json_int_t)r->n.streams_total, "streams_refused",
+                          (json_int_t)r->n.streams_refused, "links_total",
+                          (json_int_t)r->n.links_total, "rejected", (json_int_t)r->n.rejected,
+                          "http_errors", (json_int_t)r->n.http_errors, "bytes_relayed",
+                          (json_int_t)r->n.bytes_relayed);
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (!s) {
+        hc_error(c, 500, "Internal Server Error", "out of memory");
+        return;
+    }
+    char body[2048];
+    snprintf(body, sizeof body, "%s\n", s);
+    free(s); /* allocated by jansson */
+    hc_respond(c, 200, "OK", body, "application/json", NULL);
+}
+
+/* Parse "?services=a,b" into the agent's list; every name valid and allowed by the token. */
+static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size_t qlen)
+{
+    const char *key = "services=";
+    const char *p = q, *end = q + qlen;
+    while (p < end) {
+        const char *amp = memchr(p, '&', (size_t)(end - p));
+        const char *pe = amp ? amp : end;
+        if ((size_t)(pe - p) > strlen(key) && memcmp(p, key, strlen(key)) == 0) {
+            const char *s = p + strlen(key);
+            while (s < pe) {
+                const char *comma = memchr(s, ',', (size_t)(pe - s));
+                const char *se = comma ? comma : pe;
+                size_t len = (size_t)(se - s);
+                char why[160];
+                if (len == 0 || len > UP_TOKEN_MAX_NAME || !up_token_valid_service_name(s, len) ||
+                    (len == 1 && s[0] == '*')) {
+                    snprintf(why, sizeof why, "invalid service name '%.*s'",
+                             (int)(len > 64 ? 64 : len), s);
+                    hc_error(c, 400, "Bad Request", why);
+                    return -1;
+                }
+                if (!up_token_allows(&rl->claims, s, len)) {
+                    snprintf(why, sizeof why, "token does not allow service '%.*s'", (int)len, s);
+                    hc_error(c, 403, "Forbidden", why);
+                    return -1;
+                }
+                if (rl->n_services >= UP_TOKEN_MAX_SERVICES) {
+                    hc_error(c, 400, "Bad Request", "too many services");
+                    return -1;
+                }
+                memcpy(rl->services[rl->n_services], s, len);
+                rl->services[rl->n_services][len] = '\0';
+                rl->n_services++;
+                s = se + 1;
+            }
+        }
+        p = pe + 1;
+    }
+    if (rl->n_services == 0) {
+        hc_error(c, 400, "Bad Request", "no services listed (?services=name,...)");
+        return -1;
+    }
+    return 0;
+}
+
+static void on_request(struct hconn *c, const struct up_h1_msg *m)
+{
+    struct up_relay *r = c->relay;
+    const char *q = memchr(m->target, '?', m->target_len);
+    size_t plen = q ? (size_t)(q - m->target) : m->target_len;
+    char path[256];
+    if (plen >= sizeof path) {
+        hc_error(c, 404, "Not Found", "no such path");
+        return;
+    }
+    memcpy(path, m->target, plen);
+    path[plen] = '\0';
+    bool get = m->method_len == 3 && memcmp(m->method, "GET", 3) == 0;
+    bool head = m->method_len == 4 && memcmp(m->method, "HEAD", 4) == 0;
+    if (strcmp(path, "/healthz") == 0) {
+        if (!get && !head) {
+            hc_error(c, 405, "Method Not Allowed", "use GET");
+            return;
+        }
+        hc_respond(c, r->shutting ? 503 : 200, r->shutting ? "Service Unavailable" : "OK",
+                   r->shutting ? "shutting down\n" : "ok\n", "text/plain", NULL);
+        return;
+    }
+    if (strcmp(path, "/stats") == 0) {
+        if (!c->peer_loopback && !r->cfg.stats_public) {
+            hc_error(c, 403, "Forbidden", "/stats is served to loopback only (--stats-public)");
+            return;
+        }
+        stats_json(c);
+        return;
+    }
+    bool agent = strcmp(path, "/v1/agent") == 0;
+    bool client = strcmp(path, "/v1/connect") == 0;
+    if (!agent && !client) {
+        hc_error(c, 404, "Not Found", "no such path (the relay serves /v1/agent, /v1/connect, "
+                                      "/healthz, /stats)");
+        return;
+    }
+    if (!get) {
+        hc_error(c, 405, "Method Not Allowed", "use GET with a WebSocket upgrade");
+        return;
+    }
+    if (r->shutting) {
+        hc_error(c, 503, "Service Unavailable", "relay is shutting down");
+        return;
+    }
+    const char *key = NULL, *why = NULL;
+    size_t key_len = 0;
+    int status = 400;
+    if (up_ws_check_upgrade(m, &key, &key_len, &why, &status) < 0) {
+        hc_respond(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
+                   "text/plain", status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        return;
+    }
+    const struct up_h1_header *auth = up_h1_find(m, "authorization");
+    if (!auth || auth->value_len < 8 || !up_str_ieq(auth->value, 7, "bearer ")) {
+        hc_error(c, 401, "Unauthorized", "missing bearer token (Authorization: Bearer ...)");
+        return;
+    }
+    struct rlink *rl = up_calloc(1, sizeof(*rl));
+    if (!rl) {
+        hc_error(c, 503, "Service Unavailable", "out of memory");
+        return;
+    }
+    rl->relay = r;
+    rl->role = agent ? RL_AGENT : RL_CLIENT;
+    snprintf(rl->peer, sizeof rl->peer, "%s", c->peer);
+    const char *tok = auth->value + 7;
+    size_t tok_len = auth->value_len - 7;
+    while (tok_len && *tok == ' ') {
+        tok++;
+        tok_len--;
+    }
+    const char *reason = NULL;
+    int rv = up_token_verify(tok, tok_len, r->cfg.secret, r->cfg.secret_len, (int64_t)time(NULL),
+                             (int64_t)r->cfg.leeway_s, &rl->claims, &reason);
+    if (rv < 0) {
+        up_free(rl);
+        char w[160];
+        snprintf(w, sizeof w, "invalid token: %s", reason ? reason : up_strerror(rv));
+        hc_error(c, 401, "Unauthorized", w);
+        return;
+    }
+    enum up_token_role want = agent ? UP_ROLE_AGENT : UP_ROLE_CLIENT;
+    if (rl->claims.role != want) {
+        char w[160];
+        snprintf(w, sizeof w, "token role is '%s' but %.40s needs '%s'",
+                 up_token_role_name(rl->claims.role), path, up_token_role_name(want));
+        up_free(rl);
+        hc_error(c, 403, "Forbidden", w);
+        return;
+    }
+    if (agent && parse_services(c, rl, q ? q + 1 : "", q ? m->target_len - plen - 1 : 0) < 0) {
+        up_free(rl);
+        return;
+    }
+    char accept[UP_WS_ACCEPT_LEN + 1];
+    up_ws_accept(key, key_len, accept);
+    char resp[256];
+    int n = snprintf(resp, sizeof resp,
+                     "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n"
+                     "Connection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n",
+                     accept);
+    up_buf_skip(&c->in, m->head_len);
+    if (n < 0 || up_buf_append(&c->out, resp, (size_t)n, 4096) < 0) {
+        up_free(rl);
+        hc_close(c, false);
+        return;
+    }
+    r->n.http_requests++;
+    c->pending = rl;
+    c->upgrade_after = true;
+    c->state = HC_WRITE;
+    hc_flush(c);
+}
+
+static void hc_read_head(struct hconn *c)
+{
+    struct up_relay *r = c->relay;
+    for (;;) {
+        if (up_buf_reserve(&c->in, 4096, r->cfg.max_head + 4096) < 0) {
+            hc_error(c, 431, "Request Header Fields Too Large", "request head too large");
+            return;
+        }
+        size_t n = 0;
+        int rv = up_sock_read(c->sock, up_buf_wptr(&c->in), up_buf_room(&c->in), &n);
+        if (rv == UP_EAGAIN) {
+            return;
+        }
+        if (rv < 0) {
+            hc_close(c, false);
+            return;
+        }
+        up_buf_commit(&c->in, n);
+        struct up_h1_header hdrs[HCONN_MAX_HEADERS];
+        struct up_h1_msg m;
+        rv = up_h1_parse_request(up_buf_rptr(&c->in), up_buf_len(&c->in), &c->scan, &m, hdrs,
+                                 HCONN_MAX_HEADERS, r->cfg.max_head);
+        if (rv == UP_EAGAIN) {
+            continue;
+        }
+        uv_timer_stop(&c->timer);
+        if (rv == UP_ELIMIT) {
+            hc_error(c, 431, "Request Header Fields Too Large",
+                     m.err_reason ? m.err_reason : "request head too large");
+            return;
+        }
+        if (rv < 0) {
+            int st = m.err_status ? m.err_status : 400;
+            hc_error(c, st, st == 505 ? "HTTP Version Not Supported" : "Bad Request",
+                     m.err_reason ? m.err_reason : "malformed request");
+            return;
+        }
+        on_request(c, &m);
+        return;
+    }
+}
+
+static void hc_sock_cb(struct up_sock *s, bool readable, bool writable)
+{
+    struct hconn *c = s->ud;
+    if (c->closing) {
+        return;
+    }
+    switch (c->state) {
+    case HC_TLS: {
+        int rv = up_tls_handshake(s);
+        if (rv == UP_EAGAIN) {
+            return;
+        }
+        if (rv < 0) {
+            char buf[200];
+            UP_LOGD("TLS handshake from %s failed: %s", c->peer, up_tls_error(s, buf, sizeof buf));
+            hc_close(c, false);
+            return;
+        }
+        c->state = HC_HEAD;
+        up_sock_want(s, true, false);
+        hc_read_head(c);
+        return;
+    }
+    case HC_HEAD:
+        hc_read_head(c);
+        return;
+    case HC_WRITE:
+        if (writable) {
+            hc_flush(c);
+        }
+        return;
+    case HC_LINGER: {
+        uint8_t junk[4096];
+        for (int i = 0; i < 16; i++) {
+            size_t n;
+            int rv = up_sock_read(s, junk, sizeof junk, &n);
+            if (rv == UP_EAGAIN) {
+                return;
+            }
+            if (rv < 0) {
+                hc_close(c, false);
+                return;
+            }
+        }
+        (void)readable;
+        return;
+    }
+    }
+}
+
+static void hc_timeout(uv_timer_t *t)
+{
+    struct hconn *c = t->data;
+    if (c->state == HC_HEAD || c->state == HC_TLS) {
+        if (c->state == HC_HEAD && up_buf_len(&c->in)) {
+            hc_error(c, 408, "Request Timeout", "request head not complete in time");
+            uv_timer_start(&c->timer, hc_timeout, LINGER_MS, 0);
+            return;
+        }
+    }
+    hc_close(c, false);
+}
+
+static void on_accept(struct up_sock *ls, bool readable, bool writable)
+{
+    struct up_relay *r = ls->ud;
+    (void)readable;
+    (void)writable;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen;
+        int fd = up_tcp_accept(ls->fd, &peer, &plen);
+        if (fd == UP_EAGAIN) {
+            return;
+        }
+        if (fd < 0) {
+            UP_LOGW("accept failed: %s", strerror(errno));
+            return;
+        }
+        struct hconn *c = up_calloc(1, sizeof(*c));
+        struct up_sock *s = c ? up_calloc(1, sizeof(*s)) : NULL;
+        if (!c || !s) {
+            up_free(c);
+            close(fd);
+            continue;
+        }
+        if (up_sock_init(s, r->loop, fd, hc_sock_cb, c) < 0) {
+            up_free(s);
+            up_free(c);
+            continue;
+        }
+        c->relay = r;
+        c->sock = s;
+        c->open_handles = 2;
+        up_buf_init(&c->in);
+        up_buf_init(&c->out);
+        up_addr_format((struct sockaddr *)&peer, c->peer, sizeof c->peer);
+        c->peer_loopback = is_loopback(&peer);
+        uv_timer_init(r->loop, &c->timer);
+        c->timer.data = c;
+        uv_timer_start(&c->timer, hc_timeout, r->cfg.head_timeout_ms, 0);
+        c->next = r->conns;
+        if (r->conns) {
+            r->conns->prev = c;
+        }
+        r->conns = c;
+        if (r->tls) {
+            if (up_tls_attach(s, r->tls, true, NULL) < 0) {
+                hc_close(c, false);
+                continue;
+            }
+            c->state = HC_TLS;
+            hc_sock_cb(s, true, true);
+        } else {
+            c->state = HC_HEAD;
+            up_sock_want(s, true, false);
+        }
+    }
+}
+
+struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, char *err,
+                              size_t cap)
+{
+    char host[256];
+    uint16_t port;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
+        up_addr_numeric(host, port, &sa, &salen) < 0) {
+        snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 0.0.0.0:8080 or "
+                           "[::]:443)",
+                 cfg->listen);
+        return NULL;
+    }
+    struct up_relay *r = up_calloc(1, sizeof(*r));
+    if (!r) {
+        snprintf(err, cap, "out of memory");
+        return NULL;
+    }
+    r->loop = loop;
+    r->cfg = *cfg;
+    r->started = time(NULL);
+    if (cfg->tls_cert || cfg->tls_key) {
+        if (!cfg->tls_cert || !cfg->tls_key) {
+            snprintf(err, cap, "--tls-cert and --tls-key go together");
+            up_free(r);
+            return NULL;
+        }
+        r->tls = up_tls_server_ctx(cfg->tls_cert, cfg->tls_key, err, cap);
+        if (!r->tls) {
+            up_free(r);
+            return NULL;
+        }
+    }
+    int e = 0;
+    int fd = up_tcp_listen((struct sockaddr *)&sa, salen, 1024, &e);
+    if (fd < 0) {
+        snprintf(err, cap, "cannot listen on %.80s: %s", cfg->listen, strerror(e));
+        up_tls_ctx_free(r->tls);
+        up_free(r);
+        return NULL;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
+        up_addr_format((struct sockaddr *)&bound, r->addr, sizeof r->addr);
+    }
+    if (up_sock_init(&r->lsock, loop, fd, on_accept, r) < 0) {
+        snprintf(err, cap, "cannot watch the listening socket");
+        up_tls_ctx_free(r->tls);
+        up_free(r);
+        return NULL;
+    }
+    up_sock_want(&r->lsock, true, false);
+    return r;
+}
+
+const char *up_relay_addr(const struct up_relay *r)
+{
+    return r->addr;
+}
+
+void up_relay_shutdown(struct up_relay *r)
+{
+    if (r->shutting) {
+        return;
+    }
+    r->shutting = true;
+    up_sock_close(&r->lsock, NULL);
+    while (r->conns) {
+        hc_close(r->conns, false);
+    }
+    for (struct rlink *rl = r->links; rl; rl = rl->next) {
+        if (rl->link) {
+            up_link_goaway(rl->link, UP_MUX_C_SHUTDOWN, "relay shutting down");
+            up_link_close(rl->link, "relay shutting down");
+        }
+    }
+}
+
+void up_relay_free(struct up_relay *r)
+{
+    if (!r) {
+        return;
+    }
+    up_tls_ctx_free(r->tls);
+    up_free(r);
+}

@@ -1,0 +1,37 @@
+/* The relay: one listening port for agents (GET /v1/agent, WebSocket), clients (GET
+ * /v1/connect, WebSocket), /healthz and /stats. It authenticates every link with a token, keeps
+ * the registry of services, and switches streams from client links onto agent links. */
+#ifndef UP_RELAY_RELAY_H
+#define UP_RELAY_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "link/link.h"
+
+struct up_relay_cfg {
+    const char *listen; /* host:port */
+    const char *tls_cert, *tls_key;
+    const uint8_t *secret;
+    size_t secret_len;
+    uint64_t head_timeout_ms; /* time to send a complete request head */
+    size_t max_head;
+    uint64_t leeway_s;
+    bool stats_public; /* serve /stats to non-loopback peers */
+    struct up_link_cfg link;
+};
+
+struct up_relay;
+
+/* Create the relay and start listening. On failure returns NULL with a one-line reason. */
+struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, char *err,
+                              size_t cap);
+/* The address actually bound (useful with port 0). */
+const char *up_relay_addr(const struct up_relay *r);
+/* Stop accepting, tell every link to go away and close them; the loop ends when done. */
+void up_relay_shutdown(struct up_relay *r);
+void up_relay_free(struct up_relay *r);
+
+#endif

@@ -1063,7 +1063,7 @@ static void test_ws_mask_matches_reference(void **state)
                                     UINT64_MAX - 1, UINT64_MAX};
     uint8_t buf[1200], ref[1200];
     for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
-        for (size_t align = 0; align < 8; align++) {
+        for (size_t align = 0; align < 16; align++) {
             for (size_t n = 0; n < 1100; n = n < 80 ? n + 1 : n + 97) {
                 for (size_t i = 0; i < n; i++) {
                     buf[align + i] = ref[align + i] = (uint8_t)(i * 31 + o + 1);

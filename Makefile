@@ -1,0 +1,75 @@
+# The two commands of the quick start are `make demo` and `make test`; the rest are for
+# developers. Everything builds with CMake + Ninja into build/ (build-asan/, build-fuzz/).
+BUILD ?= build
+JOBS ?= $(shell nproc)
+CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+.PHONY: all deps build demo test unit integration asan fuzz fuzz-smoke bench bench-smoke format \
+	format-check checksrc clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+$(BUILD)/build.ninja:
+	@cmake -S . -B $(BUILD) -G Ninja $(CMAKE_FLAGS) >/dev/null
+
+build: $(BUILD)/build.ninja
+	@ninja -C $(BUILD) --quiet
+
+# Runs the relay, an agent and a sample service, and prints how to reach it.
+demo: deps build
+	@scripts/demo.sh $(BUILD)/underpass
+
+# Every test: style checks, unit + integration in the normal build, then both again under
+# ASan+UBSan, then the fuzzers and the benchmark in smoke form.
+test: deps build checksrc format-check
+	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900
+	@$(MAKE) --no-print-directory asan
+	@$(MAKE) --no-print-directory fuzz-smoke
+	@$(MAKE) --no-print-directory bench-smoke
+
+unit: build
+	@cd $(BUILD) && ctest --output-on-failure -L unit -j$(JOBS)
+
+integration: build
+	@cd $(BUILD) && ctest --output-on-failure -L integration
+
+asan:
+	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUP_ASAN=ON >/dev/null
+	@ninja -C build-asan --quiet
+	@cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
+		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+		ctest --output-on-failure -j$(JOBS) --timeout 900
+
+build-fuzz/build.ninja:
+	@CC=clang cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DUP_FUZZ=ON \
+		-DUP_TESTS=OFF >/dev/null
+
+# FUZZ_SECONDS per target (CI smoke: 20 s each).
+FUZZ_SECONDS ?= 300
+fuzz: build-fuzz/build.ninja
+	@ninja -C build-fuzz --quiet
+	@scripts/fuzz.sh build-fuzz $(FUZZ_SECONDS)
+
+fuzz-smoke:
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
+
+bench: build
+	@bench/bench.sh
+
+bench-smoke: build
+	@bench/bench.sh --smoke
+
+checksrc:
+	@scripts/checksrc.sh
+
+format:
+	@clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	@clang-format --dry-run -Werror $$(git ls-files '*.c' '*.h')
+
+clean:
+	rm -rf build build-asan build-fuzz

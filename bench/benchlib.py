@@ -1,0 +1,307 @@
+#!/usr/bin/env python3
+"""Helpers for bench/bench.sh (no third-party modules).
+
+  benchlib.py ports N
+      print N distinct TCP ports that are free on 127.0.0.1, chosen below
+      the kernel's ephemeral range so outgoing connections cannot take them.
+  benchlib.py cpu-snap OUT LABEL=PID...
+      write CPU ticks used so far by each PID's process tree (the process,
+      its live descendants, and the children it has reaped) plus the
+      system-wide /proc/stat counters, as JSON.
+  benchlib.py iperf FILE
+      check an `iperf3 -J` result; print the receiver's Gbit/s, or a
+      message on stderr and exit 1 if the run failed.
+  benchlib.py report RESULTS_DIR OUT_JSON
+      print the results table and write OUT_JSON.
+"""
+import json
+import os
+import platform
+import random
+import socket
+import sys
+import time
+
+# --------------------------------------------------------------------------- ports
+
+
+def cmd_ports(n: str) -> int:
+    want = int(n)
+    lo = 20000
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            eph_lo = int(f.read().split()[0])
+    except OSError:
+        eph_lo = 32768
+    hi = max(lo + 1000, eph_lo - 1)
+    got, held = [], []
+    for _ in range(10000):
+        if len(got) == want:
+            break
+        p = random.randint(lo, hi)
+        if p in got:
+            continue
+        s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            s.bind(("127.0.0.1", p))
+        except OSError:
+            s.close()
+            continue
+        held.append(s)
+        got.append(p)
+    for s in held:
+        s.close()
+    if len(got) != want:
+        print(f"benchlib: could not find {want} free ports", file=sys.stderr)
+        return 1
+    print(" ".join(map(str, got)))
+    return 0
+
+
+# --------------------------------------------------------------------------- cpu
+
+
+def _stat(pid: int):
+    """(ppid, utime+stime+cutime+cstime) of pid, or None if gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            line = f.read()
+    except OSError:
+        return None
+    rest = line[line.rindex(")") + 2:].split()
+    # rest[0] is field 3 (state); utime is field 14 -> rest[11].
+    ppid = int(rest[1])
+    ticks = sum(int(x) for x in rest[11:15])
+    return ppid, ticks
+
+
+def _all_procs():
+    out = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            st = _stat(int(d))
+            if st:
+                out[int(d)] = st
+    return out
+
+
+def _tree_ticks(root: int, procs) -> int:
+    if root not in procs:
+        return 0
+    children = {}
+    for pid, (ppid, _) in procs.items():
+        children.setdefault(ppid, []).append(pid)
+    total, todo = 0, [root]
+    while todo:
+        p = todo.pop()
+        total += procs[p][1]
+        todo.extend(children.get(p, ()))
+    return total
+
+
+def cmd_cpu_snap(out: str, *pairs: str) -> int:
+    procs = _all_procs()
+    with open("/proc/stat") as f:
+        cpu = [int(x) for x in f.readline().split()[1:]]
+    idle = cpu[3] + (cpu[4] if len(cpu) > 4 else 0)
+    snap = {
+        "t": time.monotonic(),
+        "hz": os.sysconf("SC_CLK_TCK"),
+        "sys_total": sum(cpu[:8]),
+        "sys_busy": sum(cpu[:8]) - idle,
+        "procs": {},
+    }
+    for pair in pairs:
+        label, pid = pair.split("=", 1)
+        snap["procs"][label] = _tree_ticks(int(pid), procs)
+    with open(out, "w") as f:
+        json.dump(snap, f)
+    return 0
+
+
+# --------------------------------------------------------------------------- iperf
+
+
+def _iperf_load(path: str):
+    with open(path) as f:
+        text = f.read()
+    if not text.strip():
+        raise ValueError("iperf3 produced no output")
+    d = json.loads(text)
+    if d.get("error"):
+        raise ValueError(f"iperf3: {d['error']}")
+    bps = d["end"]["sum_received"]["bits_per_second"]
+    if not bps or bps <= 0:
+        raise ValueError("iperf3 reported 0 bits/s received")
+    return d, bps
+
+
+def cmd_iperf(path: str) -> int:
+    try:
+        _, bps = _iperf_load(path)
+    except (OSError, ValueError, KeyError) as e:
+        print(f"{e}", file=sys.stderr)
+        return 1
+    print(f"{bps / 1e9:.2f}")
+    return 0
+
+
+# --------------------------------------------------------------------------- report
+
+THROUGHPUT = [
+    ("direct", "direct loopback"),
+    ("socat_chain", "socat chain (4 TCP hops)"),
+    ("ssh_R", "ssh -R aes128-gcm"),
+    ("underpass_ws", "underpass ws"),
+    ("underpass_ws_reverse", "underpass ws, reverse (-R)"),
+    ("underpass_wss", "underpass wss (TLS)"),
+]
+
+# (name, numerator, denominator, minimum or None)
+RATIOS = [
+    ("underpass_ws / ssh_R", "underpass_ws", "ssh_R", 1.5),
+    ("underpass_ws / socat_chain", "underpass_ws", "socat_chain", 0.80),
+    ("underpass_wss / ssh_R", "underpass_wss", "ssh_R", 1.2),
+    ("underpass_ws / direct", "underpass_ws", "direct", None),
+]
+
+LATENCY_TARGETS = {"p50_us": 50.0, "p99_us": 200.0}
+
+
+def _cpu_usage(res: str, name: str, d):
+    """Per-process CPU % (of one core) during an iperf run, or None."""
+    try:
+        with open(os.path.join(res, f"{name}.cpu0.json")) as f:
+            a = json.load(f)
+        with open(os.path.join(res, f"{name}.cpu1.json")) as f:
+            b = json.load(f)
+    except OSError:
+        return None
+    wall = b["t"] - a["t"]
+    hz = a["hz"]
+    ncpu = os.cpu_count() or 1
+    procs = {}
+    cu = d["end"].get("cpu_utilization_percent", {})
+    if "host_total" in cu:
+        procs["iperf3-client"] = round(cu["host_total"], 1)
+    for label, t0 in a["procs"].items():
+        t1 = b["procs"].get(label, t0)
+        procs[label] = round(100.0 * (t1 - t0) / hz / wall, 1)
+    if "remote_total" in cu:
+        procs["iperf3-server"] = round(cu["remote_total"], 1)
+    dt = b["sys_total"] - a["sys_total"]
+    busy = 100.0 * ncpu * (b["sys_busy"] - a["sys_busy"]) / dt if dt else 0.0
+    return {"procs_pct_of_core": procs, "system_busy_pct": round(busy, 1),
+            "system_capacity_pct": 100 * ncpu, "wall_s": round(wall, 2)}
+
+
+def cmd_report(res: str, out_json: str) -> int:
+    with open(os.path.join(res, "meta.json")) as f:
+        meta = json.load(f)
+    gbps, cpu, retrans = {}, {}, {}
+    for key, _ in THROUGHPUT:
+        p = os.path.join(res, f"{key}.iperf.json")
+        if not os.path.exists(p):
+            continue
+        d, bps = _iperf_load(p)
+        gbps[key] = round(bps / 1e9, 3)
+        retrans[key] = d["end"].get("sum_sent", {}).get("retransmits")
+        c = _cpu_usage(res, key, d)
+        if c:
+            cpu[key] = c
+
+    ratios = {}
+    for name, num, den, target in RATIOS:
+        if num in gbps and den in gbps and gbps[den] > 0:
+            v = gbps[num] / gbps[den]
+            ratios[name] = {"value": round(v, 3), "target_min": target,
+                            "met": None if target is None else v >= target}
+
+    lat = {}
+    for key in ("direct", "underpass_ws"):
+        p = os.path.join(res, f"latency_{key}.json")
+        if os.path.exists(p):
+            with open(p) as f:
+                lat[key] = json.load(f)
+    added = {}
+    if "direct" in lat and "underpass_ws" in lat:
+        for k, tmax in LATENCY_TARGETS.items():
+            v = lat["underpass_ws"][k] - lat["direct"][k]
+            added[k] = {"value": round(v, 1), "target_max": tmax, "met": v <= tmax}
+    lat["added"] = added
+
+    met = [r["met"] for r in ratios.values() if r["met"] is not None]
+    met += [a["met"] for a in added.values()]
+    result = {
+        "meta": meta,
+        "throughput_gbps": gbps,
+        "retransmits": retrans,
+        "ratios": ratios,
+        "latency_us": lat,
+        "cpu": cpu,
+        "all_targets_met": all(met) if met else None,
+    }
+    os.makedirs(os.path.dirname(os.path.abspath(out_json)), exist_ok=True)
+    with open(out_json, "w") as f:
+        json.dump(result, f, indent=2)
+        f.write("\n")
+
+    ok = lambda m: "ok" if m else "MISSED"
+    w = print
+    w("")
+    w(f"underpass bench ({meta['mode']}): iperf3 1 stream -t {meta['iperf_seconds']}, "
+      f"ping-pong {meta['pingpong_rounds']} rounds; {meta['cpus']} CPUs, {meta['kernel']}")
+    w(f"underpass {meta['underpass_version']}, {meta['iperf3']}, {meta['ssh']}")
+    w("")
+    w(f"{'throughput (receiver)':<32}{'Gbit/s':>8}   {'CPU busy':>13}   busiest processes (% of a core)")
+    for key, label in THROUGHPUT:
+        if key not in gbps:
+            continue
+        c = cpu.get(key)
+        busy = f"{c['system_busy_pct']:.0f}/{c['system_capacity_pct']}%" if c else ""
+        top = ""
+        if c:
+            items = sorted(c["procs_pct_of_core"].items(), key=lambda kv: -kv[1])
+            top = ", ".join(f"{k} {v:.0f}" for k, v in items[:5])
+        w(f"  {label:<30}{gbps[key]:>8.2f}   {busy:>13}   {top}")
+    w("")
+    w(f"{'ratio':<32}{'value':>8}   {'target':>13}")
+    for name, num, den, target in RATIOS:
+        if name not in ratios:
+            continue
+        r = ratios[name]
+        tgt = f">= {target:.2f}" if target is not None else "(info)"
+        st = "" if r["met"] is None else ok(r["met"])
+        w(f"  {name:<30}{r['value']:>8.2f}   {tgt:>13}   {st}")
+    w("")
+    w(f"{'latency, 1-byte RTT (us)':<32}{'p50':>8}{'p99':>10}")
+    for key, label in (("direct", "direct (echo)"), ("underpass_ws", "underpass ws")):
+        if key in lat:
+            w(f"  {label:<30}{lat[key]['p50_us']:>8.1f}{lat[key]['p99_us']:>10.1f}")
+    if added:
+        a50, a99 = added["p50_us"], added["p99_us"]
+        w(f"  {'added by underpass':<30}{a50['value']:>8.1f}{a99['value']:>10.1f}"
+          f"   target p50 <= {a50['target_max']:.0f} {ok(a50['met'])}, "
+          f"p99 <= {a99['target_max']:.0f} {ok(a99['met'])}")
+    w("")
+    if result["all_targets_met"] is not None:
+        w("all targets met" if result["all_targets_met"] else "some targets MISSED (reported, not gated)")
+    w(f"results: {out_json}")
+    return 0
+
+
+def main(argv) -> int:
+    if len(argv) < 2:
+        print(__doc__, file=sys.stderr)
+        return 2
+    cmd, args = argv[1], argv[2:]
+    fn = {"ports": cmd_ports, "cpu-snap": cmd_cpu_snap, "iperf": cmd_iperf,
+          "report": cmd_report}.get(cmd)
+    if fn is None:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return fn(*args)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -47,7 +47,7 @@ int cmd_agent(int argc, char **argv)
     }
     static struct up_agent_cfg cfg;
     char base[512];
-    if (cli_uplink_cfg(agent_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
+    if (cli_uplink_cfg("agent", agent_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
         return 2;
     }
     const struct up_opt_val *svc = cli_val(agent_opts, NOPTS, v, "service");

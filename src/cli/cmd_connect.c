@@ -66,7 +66,7 @@ int cmd_connect(int argc, char **argv)
         up_log_setup(UP_LOG_WARN, "connect", NULL, NULL);
     }
     char base[512];
-    if (cli_uplink_cfg(connect_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
+    if (cli_uplink_cfg("connect", connect_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
         return 2;
     }
     uv_loop_t *loop = uv_default_loop();

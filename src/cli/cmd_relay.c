@@ -82,7 +82,7 @@ int cmd_relay(int argc, char **argv)
     if (cfg.head_timeout_ms == 0) {
         return cli_fail("relay", "--head-timeout must be > 0");
     }
-    if (cli_link_cfg(relay_opts, NOPTS, v, &cfg.link) != 0) {
+    if (cli_link_cfg("relay", relay_opts, NOPTS, v, &cfg.link) != 0) {
         return 2;
     }
     uint64_t ms = cli_val(relay_opts, NOPTS, v, "max-streams")->num;

@@ -39,7 +39,7 @@ int cli_log_setup(const struct up_opt *tab, size_t n, struct up_opt_val *vals, c
     return 0;
 }
 
-int cli_link_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+int cli_link_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                  struct up_link_cfg *lc)
 {
     up_link_cfg_defaults(lc);
@@ -48,13 +48,13 @@ int cli_link_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
     const struct up_opt_val *pi = cli_val(tab, n, vals, "ping-interval");
     const struct up_opt_val *pm = cli_val(tab, n, vals, "ping-misses");
     if (w->num < 4096 || w->num > UP_MUX_MAX_WINDOW) {
-        return cli_fail("options", "%s: window must be between 4k and 2g-1", w->source);
+        return cli_fail(cmd, "%s: window must be between 4k and 2g-1", w->source);
     }
     if (mw->num < w->num || mw->num > UP_MUX_MAX_WINDOW) {
-        return cli_fail("options", "%s: max-window must be >= window and < 2g", mw->source);
+        return cli_fail(cmd, "%s: max-window must be >= window and < 2g", mw->source);
     }
     if (pm->num < 1 || pm->num > 1000) {
-        return cli_fail("options", "%s: ping-misses must be 1..1000", pm->source);
+        return cli_fail(cmd, "%s: ping-misses must be 1..1000", pm->source);
     }
     lc->window = (uint32_t)w->num;
     lc->max_window = (uint32_t)mw->num;
@@ -63,7 +63,7 @@ int cli_link_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
     return 0;
 }
 
-int cli_uplink_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                    struct up_uplink_cfg *uc, char *base_path, size_t cap)
 {
     static struct up_url url; /* lives for the process */
@@ -73,21 +73,21 @@ int cli_uplink_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
     const struct up_opt_val *ca = cli_val(tab, n, vals, "ca");
     const struct up_opt_val *insecure = cli_val(tab, n, vals, "insecure");
     if (!relay->str) {
-        return cli_fail("options", "--relay is required (or UNDERPASS_RELAY), e.g. "
+        return cli_fail(cmd, "--relay is required (or UNDERPASS_RELAY), e.g. "
                                    "wss://relay.example.com");
-    }
-    if (!token->str) {
-        return cli_fail("options", "--token is required (or --token-file, UNDERPASS_TOKEN); "
-                                   "mint one with `underpass token`");
     }
     const char *why = NULL;
     if (up_url_parse(relay->str, &url, &why) < 0 ||
         (strcmp(url.scheme, "ws") != 0 && strcmp(url.scheme, "wss") != 0)) {
-        return cli_fail("options", "%s: '%s': %s", relay->source, relay->str,
+        return cli_fail(cmd, "%s: '%s': %s", relay->source, relay->str,
                         why ? why : "the relay URL must be ws:// or wss://");
     }
     if (strchr(url.path, '?')) {
-        return cli_fail("options", "%s: no query string in the relay URL", relay->source);
+        return cli_fail(cmd, "%s: no query string in the relay URL", relay->source);
+    }
+    if (!token->str) {
+        return cli_fail(cmd, "--token is required (or --token-file, UNDERPASS_TOKEN); "
+                                   "mint one with `underpass token`");
     }
     memset(uc, 0, sizeof(*uc));
     uc->host = url.host;
@@ -106,19 +106,19 @@ int cli_uplink_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
         char err[512];
         uc->tls = up_tls_client_ctx(ca->str, insecure->num != 0, err, sizeof err);
         if (!uc->tls) {
-            return cli_fail("options", "%s", err);
+            return cli_fail(cmd, "%s", err);
         }
     } else if (ca->str || insecure->num) {
-        return cli_fail("options", "--ca and --insecure only apply to wss:// relays");
+        return cli_fail(cmd, "--ca and --insecure only apply to wss:// relays");
     }
-    if (cli_link_cfg(tab, n, vals, &uc->link) != 0) {
+    if (cli_link_cfg(cmd, tab, n, vals, &uc->link) != 0) {
         return 2;
     }
     uc->dial_timeout_ms = cli_val(tab, n, vals, "dial-timeout")->num;
     uc->backoff_min_ms = cli_val(tab, n, vals, "backoff-min")->num;
     uc->backoff_max_ms = cli_val(tab, n, vals, "backoff-max")->num;
     if (uc->backoff_min_ms == 0) {
-        return cli_fail("options", "--backoff-min must be > 0");
+        return cli_fail(cmd, "--backoff-min must be > 0");
     }
     uc->reconnect = true;
     return 0;

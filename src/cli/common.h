@@ -38,10 +38,10 @@ const struct up_opt_val *cli_val(const struct up_opt *tab, size_t n, struct up_o
 /* Set up logging from --log-level; returns -1 with a message on a bad level. */
 int cli_log_setup(const struct up_opt *tab, size_t n, struct up_opt_val *vals, const char *role);
 /* Fill link settings from the UP_LINK_OPTS group. */
-int cli_link_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+int cli_link_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                  struct up_link_cfg *lc);
 /* Fill an uplink config from the UP_DIAL_OPTS group; sets *base_path from the URL. */
-int cli_uplink_cfg(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                    struct up_uplink_cfg *uc, char *base_path, size_t cap);
 /* Print "underpass CMD: msg" and return 2 (usage error). */
 int cli_fail(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

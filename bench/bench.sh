@@ -1,0 +1,387 @@
+#!/usr/bin/env bash
+# Throughput and latency benchmark for underpass, against baselines, on 127.0.0.1.
+#
+#   bench/bench.sh [--smoke] [--bin PATH] [--out DIR]
+#
+# Measures in one run (iperf3, one stream, receiver's bits/s):
+#   direct loopback          iperf3 -c -> iperf3 -s
+#   socat chain              iperf3 -c -> socat A -> socat B -> socat C -> iperf3 -s
+#                            (the same 4 TCP hops as underpass)
+#   ssh -R aes128-gcm        iperf3 -c -> sshd (remote forward) -> ssh -> iperf3 -s
+#   underpass ws             iperf3 -c -> connect -> relay <- agent -> iperf3 -s
+#   underpass ws reverse     the same with iperf3 -R (server sends)
+#   underpass wss            the same over TLS (relay --tls-cert, --ca on both ends)
+# and 1-byte ping-pong round trips (bench/pingpong.py) against bench/echo.py,
+# directly and through underpass ws.
+#
+# Prints a table with the ratios the project tracks and their targets, and
+# writes bench/out/results.json (raw iperf3 output in bench/out/raw, process
+# logs in bench/out/logs). Missed targets are reported, not gated: the exit
+# status is 0 whenever every measurement was made, 1 if one could not be made,
+# 2 for a usage error or a missing tool.
+#
+# Every process it starts is killed on exit; every wait is for a condition
+# (a port listening, a log line, a process exiting) with a deadline.
+set -euo pipefail
+
+HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+ROOT=$(dirname "$HERE")
+BIN=${UNDERPASS_BENCH_BIN:-$ROOT/build/underpass}
+OUT=$HERE/out
+SMOKE=0
+
+usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
+while (($#)); do
+    case $1 in
+        --smoke) SMOKE=1 ;;
+        --bin) BIN=${2:?--bin needs a path}; shift ;;
+        --out) OUT=${2:?--out needs a directory}; shift ;;
+        -h | --help) usage; exit 0 ;;
+        *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if ((SMOKE)); then
+    MODE=smoke DUR=3 ROUNDS=2000 WARMUP=100
+else
+    MODE=full DUR=10 ROUNDS=20000 WARMUP=500
+fi
+READY_S=15 # deadline for any process to become ready
+
+say() { printf 'bench: %s\n' "$*" >&2; }
+
+# ---------------------------------------------------------------- prerequisites
+
+missing=()
+for t in iperf3 socat sshd ssh ssh-keygen openssl python3 timeout awk; do
+    command -v "$t" >/dev/null 2>&1 || missing+=("$t")
+done
+if ((${#missing[@]})); then
+    say "error: missing tool(s): ${missing[*]} (scripts/deps.sh installs them)"
+    exit 2
+fi
+if [[ ! -x $BIN ]]; then
+    say "error: underpass binary not found at $BIN; build it first:"
+    say "  cmake -S $ROOT -B $ROOT/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo && ninja -C $ROOT/build"
+    exit 2
+fi
+if [[ ! -r /proc/net/tcp ]]; then
+    say "error: /proc/net/tcp is not readable (needed to see when a port listens)"
+    exit 2
+fi
+SSHD=$(command -v sshd)
+if [[ $SSHD != /* ]]; then SSHD=$(readlink -f "$SSHD"); fi
+SSH_USER=$(id -un)
+if [[ $(id -u) -eq 0 && ! -d /run/sshd ]]; then
+    # sshd running as root refuses to start without its privilege-separation dir.
+    mkdir -p -m 0755 /run/sshd
+fi
+
+# Only our own settings reach underpass.
+while IFS= read -r v; do unset "$v"; done < <(compgen -e | grep '^UNDERPASS_' || true)
+
+W=$(mktemp -d "${TMPDIR:-/tmp}/underpass-bench.XXXXXX")
+LOG=$W/logs
+RES=$OUT/raw
+mkdir -p "$LOG" "$W/ssh" "$W/tls" "$OUT"
+rm -rf "$RES" "$OUT/logs" "$OUT/results.json"
+mkdir -p "$RES"
+
+# ---------------------------------------------------------------- processes
+
+declare -A PID=() # name -> pid of every process we started
+ORDER=()          # names in start order
+
+alive() { # PID: running (not gone, not a zombie)
+    local st
+    st=$(cat "/proc/$1/stat" 2>/dev/null) || return 1
+    st=${st##*) }
+    [[ ${st:0:1} != Z ]]
+}
+
+descendants() { # PID: print all descendant pids
+    local c
+    for c in $(pgrep -P "$1" 2>/dev/null || true); do
+        echo "$c"
+        descendants "$c"
+    done
+}
+
+stop() { # NAME...: TERM each process tree, KILL what is left after 5 s, reap
+    local name pid p end
+    local -a pids=()
+    for name in "$@"; do
+        pid=${PID[$name]:-}
+        [[ -n $pid ]] || continue
+        pids+=("$pid" $(descendants "$pid"))
+        unset "PID[$name]"
+    done
+    ((${#pids[@]})) || return 0
+    kill -TERM "${pids[@]}" 2>/dev/null || true
+    end=$((${EPOCHREALTIME/./} + 5000000))
+    for p in "${pids[@]}"; do
+        while alive "$p" && ((${EPOCHREALTIME/./} < end)); do sleep 0.02; done
+        alive "$p" && kill -KILL "$p" 2>/dev/null
+    done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+}
+
+start() { # NAME CMD...: run CMD in the background, output to $LOG/NAME.log
+    local name=$1
+    shift
+    "$@" >"$LOG/$name.log" 2>&1 </dev/null &
+    PID[$name]=$!
+    ORDER+=("$name")
+}
+
+cleanup() {
+    local rc=$? i
+    set +e
+    trap - EXIT INT TERM
+    for ((i = ${#ORDER[@]} - 1; i >= 0; i--)); do
+        [[ -n ${PID[${ORDER[i]}]:-} ]] && stop "${ORDER[i]}"
+    done
+    cp -r "$LOG" "$OUT/logs" 2>/dev/null
+    rm -rf "$W"
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'say "interrupted"; exit 130' INT
+trap 'say "terminated"; exit 143' TERM
+
+fail() { # MESSAGE [LOGNAME...]: explain, show the logs' tails, exit 1
+    local msg=$1 n
+    shift
+    say "error: $msg"
+    for n in "$@"; do
+        if [[ -s $LOG/$n.log ]]; then
+            say "--- last lines of $n.log:"
+            tail -n 15 "$LOG/$n.log" | sed 's/^/    /' >&2
+        fi
+    done
+    say "measurement could not be made; logs are kept in $OUT/logs"
+    exit 1
+}
+
+listening() { # PORT: something listens on TCP PORT (v4 or v6)
+    local hex
+    hex=$(printf '%04X' "$1")
+    awk -v p=":$hex" 'substr($2, length($2) - 4) == p && $4 == "0A" { f = 1 } END { exit !f }' \
+        /proc/net/tcp /proc/net/tcp6 2>/dev/null
+}
+
+log_has() { grep -qF -- "$2" "$LOG/$1.log" 2>/dev/null; } # NAME TEXT
+
+wait_until() { # DESCRIPTION NAME CMD...: poll CMD until true; fail if NAME dies or after READY_S
+    local desc=$1 name=$2 end
+    shift 2
+    end=$((${EPOCHREALTIME/./} + READY_S * 1000000))
+    until "$@"; do
+        if [[ -n ${PID[$name]:-} ]] && ! alive "${PID[$name]}"; then
+            fail "$name exited while waiting for $desc" "$name"
+        fi
+        if ((${EPOCHREALTIME/./} > end)); then
+            fail "timed out after ${READY_S}s waiting for $desc" "$name"
+        fi
+        sleep 0.02
+    done
+}
+
+wait_exit() { # NAME SECONDS: wait for NAME to exit on its own; then stop it anyway
+    local name=$1 end pid=${PID[$1]:-}
+    [[ -n $pid ]] || return 0
+    end=$((${EPOCHREALTIME/./} + $2 * 1000000))
+    while alive "$pid" && ((${EPOCHREALTIME/./} < end)); do sleep 0.02; done
+    stop "$name"
+}
+
+# ---------------------------------------------------------------- measurements
+
+lib() { python3 "$HERE/benchlib.py" "$@"; }
+
+iperf_server() { # NAME PORT: a one-shot iperf3 server (waits for the previous NAME to finish)
+    wait_exit "$1" 10
+    start "$1" iperf3 -s -1 -B 127.0.0.1 -p "$2"
+    wait_until "iperf3 server to listen on :$2" "$1" listening "$2"
+}
+
+# run_iperf KEY PORT SERVER_NAME [-R] [LABEL=NAME...]
+# iperf3 client to PORT; CPU of each NAME's process tree is recorded as LABEL.
+run_iperf() {
+    local key=$1 port=$2 server=$3 pair gbps
+    shift 3
+    local -a extra=() cpu=()
+    if [[ ${1:-} == -R ]]; then extra=(-R); shift; fi
+    for pair in "$@"; do cpu+=("${pair%%=*}=${PID[${pair#*=}]}"); done
+    say "measuring $key (iperf3 -t $DUR ${extra[*]})"
+    lib cpu-snap "$RES/$key.cpu0.json" "${cpu[@]}"
+    if ! timeout $((DUR + 30)) iperf3 -c 127.0.0.1 -p "$port" -t "$DUR" -J --connect-timeout 5000 \
+        "${extra[@]}" >"$RES/$key.iperf.json" 2>"$LOG/iperf-client-$key.log"; then
+        local why
+        why=$(lib iperf "$RES/$key.iperf.json" 2>&1 >/dev/null || true)
+        fail "iperf3 for $key failed: ${why:-see iperf-client-$key.log}" "iperf-client-$key" "$server" "${@##*=}"
+    fi
+    lib cpu-snap "$RES/$key.cpu1.json" "${cpu[@]}"
+    gbps=$(lib iperf "$RES/$key.iperf.json" 2>&1) || fail "$key: $gbps" "$server"
+    say "  $key: $gbps Gbit/s"
+}
+
+run_pingpong() { # KEY PORT [LOGNAMES...]
+    local key=$1 port=$2
+    shift 2
+    say "measuring latency_$key ($ROUNDS round trips)"
+    if ! timeout $((30 + ROUNDS / 100)) python3 "$HERE/pingpong.py" -n "$ROUNDS" --warmup "$WARMUP" \
+        127.0.0.1 "$port" >"$RES/latency_$key.json" 2>"$LOG/pingpong-$key.log"; then
+        fail "ping-pong for $key failed (timed out or no echo)" "pingpong-$key" "$@"
+    fi
+    say "  $(cat "$RES/latency_$key.json")"
+}
+
+read -r P_IPERF_DIRECT P_IPERF_SOCAT P_SOCAT_A P_SOCAT_B P_SOCAT_C P_IPERF_SSH P_SSHD P_SSH_R \
+    P_IPERF_WS P_RELAY_WS P_CONN_WS P_ECHO P_CONN_WS_ECHO P_IPERF_WSS P_RELAY_WSS P_CONN_WSS \
+    < <(lib ports 16) || true
+[[ -n ${P_CONN_WSS:-} ]] || { say "error: could not pick free ports"; exit 1; }
+
+UP_VERSION=$("$BIN" version 2>&1 | head -n 1) || fail "'$BIN version' failed"
+say "$MODE run: $UP_VERSION ($BIN), $(nproc) CPUs, logs in $OUT/logs"
+
+# 1. direct loopback
+iperf_server iperf-direct "$P_IPERF_DIRECT"
+run_iperf direct "$P_IPERF_DIRECT" iperf-direct
+wait_exit iperf-direct 10
+
+# 2. socat chain: A -> B -> C -> iperf3 server
+iperf_server iperf-socat "$P_IPERF_SOCAT"
+start socat-c socat -b 262144 "TCP-LISTEN:$P_SOCAT_C,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$P_IPERF_SOCAT"
+start socat-b socat -b 262144 "TCP-LISTEN:$P_SOCAT_B,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$P_SOCAT_C"
+start socat-a socat -b 262144 "TCP-LISTEN:$P_SOCAT_A,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$P_SOCAT_B"
+for s in a:$P_SOCAT_A b:$P_SOCAT_B c:$P_SOCAT_C; do
+    wait_until "socat ${s%%:*} to listen on :${s#*:}" "socat-${s%%:*}" listening "${s#*:}"
+done
+run_iperf socat_chain "$P_SOCAT_A" iperf-socat socat-a=socat-a socat-b=socat-b socat-c=socat-c
+wait_exit iperf-socat 10
+stop socat-a socat-b socat-c
+
+# 3. ssh -R with aes128-gcm
+ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$W/ssh/host_key"
+ssh-keygen -q -t ed25519 -N '' -C bench-client -f "$W/ssh/client_key"
+cp "$W/ssh/client_key.pub" "$W/ssh/authorized_keys"
+cat >"$W/ssh/sshd_config" <<EOF
+Port $P_SSHD
+ListenAddress 127.0.0.1
+HostKey $W/ssh/host_key
+AuthorizedKeysFile $W/ssh/authorized_keys
+PidFile $W/ssh/sshd.pid
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PubkeyAuthentication yes
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+AllowTcpForwarding remote
+GatewayPorts no
+Ciphers aes128-gcm@openssh.com
+Compression no
+LogLevel INFO
+EOF
+"$SSHD" -t -f "$W/ssh/sshd_config" >"$LOG/sshd-config-check.log" 2>&1 ||
+    fail "sshd rejects the generated config" sshd-config-check
+iperf_server iperf-ssh "$P_IPERF_SSH"
+start sshd "$SSHD" -D -e -f "$W/ssh/sshd_config"
+wait_until "sshd to listen on :$P_SSHD" sshd listening "$P_SSHD"
+start ssh ssh -F /dev/null -v -i "$W/ssh/client_key" -p "$P_SSHD" \
+    -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o ExitOnForwardFailure=yes -o Compression=no -c aes128-gcm@openssh.com \
+    -N -R "$P_SSH_R:127.0.0.1:$P_IPERF_SSH" "$SSH_USER@127.0.0.1"
+wait_until "ssh -R to listen on :$P_SSH_R" ssh listening "$P_SSH_R"
+log_has ssh "cipher: aes128-gcm@openssh.com" || fail "ssh did not negotiate aes128-gcm@openssh.com" ssh
+run_iperf ssh_R "$P_SSH_R" iperf-ssh sshd=sshd ssh=ssh
+wait_exit iperf-ssh 10
+stop ssh sshd
+
+# 4. underpass
+export UNDERPASS_SECRET
+UNDERPASS_SECRET=$(openssl rand -hex 32)
+AGENT_TOKEN=$("$BIN" token --role agent --services iperf,echo --ttl 2h --sub bench-agent) ||
+    fail "could not mint the agent token"
+CLIENT_TOKEN=$("$BIN" token --role client --services iperf,echo --ttl 2h --sub bench-client) ||
+    fail "could not mint the client token"
+
+# underpass_up TAG SCHEME RELAY_PORT IPERF_PORT [RELAY_OPTS -- PEER_OPTS]
+# Starts relay-TAG and agent-TAG (serving iperf and echo) and waits for both.
+underpass_up() {
+    local tag=$1 scheme=$2 rport=$3 iport=$4
+    shift 4
+    local -a ropts=() popts=()
+    while (($#)) && [[ $1 != -- ]]; do ropts+=("$1"); shift; done
+    (($#)) && shift
+    popts=("$@")
+    start "relay-$tag" "$BIN" relay --listen "127.0.0.1:$rport" "${ropts[@]}"
+    wait_until "relay-$tag to be ready" "relay-$tag" log_has "relay-$tag" "relay ready on $scheme://"
+    wait_until "relay-$tag to listen on :$rport" "relay-$tag" listening "$rport"
+    start "agent-$tag" "$BIN" agent --relay "$scheme://127.0.0.1:$rport" --token "$AGENT_TOKEN" \
+        --service "iperf=tcp://127.0.0.1:$iport" --service "echo=tcp://127.0.0.1:$P_ECHO" "${popts[@]}"
+    wait_until "agent-$tag to connect" "agent-$tag" log_has "agent-$tag" "connected to relay"
+}
+
+# connect_up NAME SCHEME RELAY_PORT SERVICE LISTEN_PORT [PEER_OPTS...]
+connect_up() {
+    local name=$1 scheme=$2 rport=$3 svc=$4 lport=$5
+    shift 5
+    start "$name" "$BIN" connect --relay "$scheme://127.0.0.1:$rport" --token "$CLIENT_TOKEN" "$svc" \
+        --listen "127.0.0.1:$lport" "$@"
+    wait_until "$name to reach service '$svc'" "$name" log_has "$name" "reaches service"
+    wait_until "$name to listen on :$lport" "$name" listening "$lport"
+}
+
+# 4a. ws, both directions, then latency
+start echo python3 "$HERE/echo.py" --port "$P_ECHO"
+wait_until "echo server to listen on :$P_ECHO" echo listening "$P_ECHO"
+underpass_up ws ws "$P_RELAY_WS" "$P_IPERF_WS"
+connect_up connect-ws ws "$P_RELAY_WS" iperf "$P_CONN_WS"
+UP_WS_CPU=(connect=connect-ws relay=relay-ws agent=agent-ws)
+iperf_server iperf-ws "$P_IPERF_WS"
+run_iperf underpass_ws "$P_CONN_WS" iperf-ws "${UP_WS_CPU[@]}"
+iperf_server iperf-ws "$P_IPERF_WS"
+run_iperf underpass_ws_reverse "$P_CONN_WS" iperf-ws -R "${UP_WS_CPU[@]}"
+wait_exit iperf-ws 10
+
+connect_up connect-ws-echo ws "$P_RELAY_WS" echo "$P_CONN_WS_ECHO"
+run_pingpong direct "$P_ECHO" echo
+run_pingpong underpass_ws "$P_CONN_WS_ECHO" connect-ws-echo relay-ws agent-ws echo
+stop connect-ws-echo connect-ws agent-ws relay-ws
+
+# 4b. wss
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
+    -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
+    -keyout "$W/tls/key.pem" -out "$W/tls/cert.pem" >"$LOG/openssl.log" 2>&1 ||
+    fail "could not make a self-signed certificate" openssl
+underpass_up wss wss "$P_RELAY_WSS" "$P_IPERF_WSS" \
+    --tls-cert "$W/tls/cert.pem" --tls-key "$W/tls/key.pem" -- --ca "$W/tls/cert.pem"
+connect_up connect-wss wss "$P_RELAY_WSS" iperf "$P_CONN_WSS" --ca "$W/tls/cert.pem"
+iperf_server iperf-wss "$P_IPERF_WSS"
+run_iperf underpass_wss "$P_CONN_WSS" iperf-wss connect=connect-wss relay=relay-wss agent=agent-wss
+wait_exit iperf-wss 10
+stop connect-wss agent-wss relay-wss echo
+
+# ---------------------------------------------------------------- report
+
+python3 - "$RES/meta.json" <<EOF
+import json, sys
+json.dump({
+    "mode": "$MODE",
+    "iperf_seconds": $DUR,
+    "pingpong_rounds": $ROUNDS,
+    "pingpong_warmup": $WARMUP,
+    "cpus": $(nproc),
+    "kernel": "$(uname -sr)",
+    "date_utc": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
+    "underpass_binary": "$BIN",
+    "underpass_version": "$UP_VERSION",
+    "iperf3": "$(iperf3 --version | head -n 1)",
+    "socat": "$(socat -V | awk '/socat version/ {print $3; exit}')",
+    "ssh": "$(ssh -V 2>&1 | cut -d, -f1)",
+}, open(sys.argv[1], "w"), indent=2)
+EOF
+lib report "$RES" "$OUT/results.json" || fail "could not build the report"

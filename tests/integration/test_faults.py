@@ -1,0 +1,125 @@
+"""Failures propagate: relay killed → connect's sockets close and the agent comes back when the
+relay does; a silent link is declared dead after the missed pings; nothing dangles."""
+import os
+import signal
+import socket
+import time
+
+import pytest
+
+from harness import Server, echo_handler, exchange, wait_until
+
+
+@pytest.fixture
+def echo():
+    s = Server(echo_handler)
+    yield s
+    s.close()
+
+
+def recv_eof(sock, timeout):
+    sock.settimeout(timeout)
+    try:
+        while True:
+            b = sock.recv(65536)
+            if not b:
+                return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_relay_killed_closes_client_sockets_and_agent_reconnects(stack, echo):
+    relay = stack.start_relay()
+    port = stack.relay_port
+    agent = stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"], "--backoff-max", "2s")
+    c = stack.start_connect("echo", "--backoff-max", "2s")
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    s.sendall(b"hello")
+    assert s.recv(5) == b"hello"
+    relay.kill()
+    t0 = time.monotonic()
+    assert recv_eof(s, 5), "connect kept the local socket open after the relay died"
+    assert time.monotonic() - t0 < 2.0
+    s.close()
+    agent.wait_log("relay link down", 5)
+    # Relay back on the same port: agent and connect return by themselves.
+    stack.start_relay(port=port, name="relay2")
+    agent.wait_log("connected to relay", 10, count=2)
+    c.wait_log("connected to relay", 10, count=2)
+    assert exchange(c.port, b"again", timeout=10) == b"again"
+
+
+def test_agent_killed_resets_client_streams(stack, echo):
+    stack.start_relay()
+    agent = stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"])
+    c = stack.start_connect("echo")
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    agent.kill()
+    t0 = time.monotonic()
+    assert recv_eof(s, 5)
+    assert time.monotonic() - t0 < 2.0
+    c.wait_log("link-lost", 5)
+    wait_until(lambda: stack.stats()["streams_active"] == 0, 5, "relay streams released")
+
+
+def test_silent_agent_link_declared_dead_after_missed_pings(stack, echo):
+    stack.start_relay("--ping-interval", "200ms", "--ping-misses", "2")
+    agent = stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"], "--ping-interval", "60s")
+    c = stack.start_connect("echo")
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    s.sendall(b"x")
+    assert s.recv(1) == b"x"
+    os.kill(agent.pid, signal.SIGSTOP)  # the agent stops answering, its socket stays open
+    try:
+        t0 = time.monotonic()
+        assert recv_eof(s, 5), "stream not closed after the agent link went silent"
+        elapsed = time.monotonic() - t0
+        assert elapsed < 2.0, elapsed
+        stack.relay_proc.wait_log("pings unanswered", 5)
+        assert stack.stats()["agents"] == 0
+    finally:
+        os.kill(agent.pid, signal.SIGCONT)
+    agent.wait_log("connected to relay", 10, count=2)
+
+
+def test_backend_killed_midstream_closes_client(stack):
+    def reset_after_1000(sock):
+        got = 0
+        while got < 1000:
+            b = sock.recv(65536)
+            if not b:
+                return
+            got += len(b)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+        sock.close()  # RST to the agent
+
+    srv = Server(reset_after_1000)
+    try:
+        stack.start_relay()
+        stack.start_agent([f"rst=tcp://127.0.0.1:{srv.port}"])
+        c = stack.start_connect("rst")
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+        s.sendall(b"x" * 1000)
+        t0 = time.monotonic()
+        assert recv_eof(s, 5)
+        assert time.monotonic() - t0 < 2.0
+        c.wait_log("reset", 5)
+    finally:
+        srv.close()
+
+
+def test_no_leaked_fds_after_many_streams(stack, echo):
+    relay = stack.start_relay()
+    agent = stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"])
+    c = stack.start_connect("echo")
+    assert exchange(c.port, b"warm") == b"warm"
+    base = (relay.nfds(), agent.nfds(), c.nfds())
+    for i in range(200):
+        assert exchange(c.port, b"x" * (i * 100)) == b"x" * (i * 100)
+    wait_until(lambda: (relay.nfds(), agent.nfds(), c.nfds()) == base, 5,
+               f"fd counts back to {base}")
+    assert stack.stats()["link_streams"] == 0

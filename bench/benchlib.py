@@ -190,7 +190,11 @@ def _cpu_usage(res: str, name: str, d):
         procs["iperf3-server"] = round(cu["remote_total"], 1)
     dt = b["sys_total"] - a["sys_total"]
     busy = 100.0 * ncpu * (b["sys_busy"] - a["sys_busy"]) / dt if dt else 0.0
+    # What the benchmark's own processes did not use: other load on the host
+    # (plus kernel work not charged to any process). High values mean noise.
+    others = max(0.0, busy - sum(procs.values()))
     return {"procs_pct_of_core": procs, "system_busy_pct": round(busy, 1),
+            "others_pct": round(others, 1),
             "system_capacity_pct": 100 * ncpu, "wall_s": round(wall, 2)}
 
 
@@ -252,17 +256,24 @@ def cmd_report(res: str, out_json: str) -> int:
       f"ping-pong {meta['pingpong_rounds']} rounds; {meta['cpus']} CPUs, {meta['kernel']}")
     w(f"underpass {meta['underpass_version']}, {meta['iperf3']}, {meta['ssh']}")
     w("")
-    w(f"{'throughput (receiver)':<32}{'Gbit/s':>8}   {'CPU busy':>13}   busiest processes (% of a core)")
+    w(f"{'throughput (receiver)':<32}{'Gbit/s':>8}  {'host CPU':>9} {'others':>7}   "
+      "bench processes (% of a core)")
+    noisy = 0.0
     for key, label in THROUGHPUT:
         if key not in gbps:
             continue
         c = cpu.get(key)
         busy = f"{c['system_busy_pct']:.0f}/{c['system_capacity_pct']}%" if c else ""
+        oth = f"{c['others_pct']:.0f}%" if c else ""
         top = ""
         if c:
+            noisy = max(noisy, c["others_pct"])
             items = sorted(c["procs_pct_of_core"].items(), key=lambda kv: -kv[1])
             top = ", ".join(f"{k} {v:.0f}" for k, v in items[:5])
-        w(f"  {label:<30}{gbps[key]:>8.2f}   {busy:>13}   {top}")
+        w(f"  {label:<30}{gbps[key]:>8.2f}  {busy:>9} {oth:>7}   {top}")
+    if noisy >= 25:
+        w(f"  warning: up to {noisy:.0f}% of a core went to processes outside the benchmark"
+          " during a run; the host was not idle and the numbers are noisy")
     w("")
     w(f"{'ratio':<32}{'value':>8}   {'target':>13}")
     for name, num, den, target in RATIOS:

@@ -21,11 +21,11 @@
 #define FUZZ_MAX_FRAME 512
 #define FUZZ_MAX_MESSAGE 2048
 
-#define CHECK(c)                                                                               \
-    do {                                                                                       \
-        if (!(c)) {                                                                            \
-            abort();                                                                           \
-        }                                                                                      \
+#define CHECK(c)                                                                                   \
+    do {                                                                                           \
+        if (!(c)) {                                                                                \
+            abort();                                                                               \
+        }                                                                                          \
     } while (0)
 
 struct rec {
@@ -137,8 +137,7 @@ static void record(struct trace *t, const struct up_ws_ev *ev)
 }
 
 /* Parse in[0..len) in the chunks [0, cut) and [cut, len), looping on each until NONE. */
-static void run(struct trace *t, const struct up_ws_cfg *cfg, uint8_t *in, size_t len,
-                size_t cut)
+static void run(struct trace *t, const struct up_ws_cfg *cfg, uint8_t *in, size_t len, size_t cut)
 {
     struct up_ws_parser p;
     up_ws_parser_init(&p, cfg);
@@ -191,8 +190,8 @@ static bool rec_equal(const struct trace *a, size_t i, const struct trace *b, si
 {
     const struct rec *x = &a->r[i], *y = &b->r[j];
     return x->kind == y->kind && x->opcode == y->opcode && x->fin == y->fin &&
-           x->first == y->first && x->close_code == y->close_code &&
-           x->frame_len == y->frame_len && x->len == y->len &&
+           x->first == y->first && x->close_code == y->close_code && x->frame_len == y->frame_len &&
+           x->len == y->len &&
            (x->len == 0 || memcmp(a->data + x->off, b->data + y->off, x->len) == 0);
 }
 
@@ -250,8 +249,7 @@ static void reencode(const struct trace *t, struct up_buf *out, bool masked)
                 body[0] = (uint8_t)(r->close_code >> 8);
                 body[1] = (uint8_t)r->close_code;
                 memcpy(body + 2, data, r->len);
-                rv = up_ws_write_frame(out, SIZE_MAX, UP_WS_OP_CLOSE, true, body, r->len + 2,
-                                       m);
+                rv = up_ws_write_frame(out, SIZE_MAX, UP_WS_OP_CLOSE, true, body, r->len + 2, m);
             }
             break;
         default:

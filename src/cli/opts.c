@@ -66,6 +66,19 @@ static char *read_secret_file(const char *path, char *err, size_t cap)
     return buf;
 }
 
+/* Values read from files or copied from the environment live until exit; keeping them here
+ * keeps them reachable (and out of leak reports). */
+static char *kept[UP_OPT_MAX_LIST * 4];
+static size_t n_kept;
+
+static char *keep(char *p)
+{
+    if (p && n_kept < sizeof kept / sizeof kept[0]) {
+        kept[n_kept++] = p;
+    }
+    return p;
+}
+
 /* Set one value from text. */
 static int set_value(const struct up_opt *o, struct up_opt_val *v, const char *text,
                      const char *source, bool from_file, char *err, size_t cap)
@@ -81,7 +94,7 @@ static int set_value(const struct up_opt *o, struct up_opt_val *v, const char *t
             if (!s) {
                 return -1;
             }
-            v->str = s; /* lives until exit */
+            v->str = keep(s);
         } else {
             v->str = text;
         }
@@ -229,7 +242,7 @@ int up_opts_parse(const struct up_opt *tab, size_t n, int argc, char **argv, int
         }
         if (ev && *ev) {
             if (o->kind == UP_OPT_LIST) {
-                char *copy = up_strdup(ev); /* lives until exit */
+                char *copy = keep(up_strdup(ev));
                 if (!copy) {
                     snprintf(err, cap, "out of memory");
                     return -1;

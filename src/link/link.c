@@ -606,9 +606,8 @@ static void on_timer(uv_timer_t *t)
     l->pings_out++;
 }
 
-static void handle_closed(uv_handle_t *h)
+static void link_release(struct up_link *l)
 {
-    struct up_link *l = h->data;
     if (--l->open_handles == 0) {
         up_buf_fini(&l->rx);
         up_buf_fini(&l->tx);
@@ -617,9 +616,14 @@ static void handle_closed(uv_handle_t *h)
     }
 }
 
+static void handle_closed(uv_handle_t *h)
+{
+    link_release(h->data);
+}
+
 static void sock_closed(struct up_sock *s)
 {
-    handle_closed((uv_handle_t *)&s->poll);
+    link_release(s->ud);
 }
 
 static void teardown(struct up_link *l)

@@ -42,6 +42,15 @@ int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb, void
         return UP_ESYS;
     }
     int rv = uv_poll_init(loop, &s->poll, fd);
+    if (rv == UV_EPERM) {
+        /* A regular file or /dev/null (connect --stdio < file): always ready; an idle handle
+         * stands in for readiness. */
+        s->nopoll = true;
+        uv_idle_init(loop, &s->idle);
+        s->idle.data = s;
+        s->poll.data = s;
+        return UP_OK;
+    }
     if (rv < 0) {
         s->last_errno = -rv;
         close(fd);
@@ -52,9 +61,26 @@ int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb, void
     return UP_OK;
 }
 
+static void idle_cb(uv_idle_t *h)
+{
+    struct up_sock *s = h->data;
+    if (!s->closing) {
+        s->cb(s, s->want_r, s->want_w);
+    }
+}
+
 static void apply_events(struct up_sock *s)
 {
     if (s->closing) {
+        return;
+    }
+    if (s->nopoll) {
+        if (s->want_r || s->want_w) {
+            uv_idle_start(&s->idle, idle_cb);
+        } else {
+            uv_idle_stop(&s->idle);
+        }
+        s->poll_active = s->want_r || s->want_w;
         return;
     }
     bool r = s->want_r || s->tls_want_r;
@@ -218,6 +244,9 @@ void up_sock_shutdown_write(struct up_sock *s)
 static void closed_cb(uv_handle_t *h)
 {
     struct up_sock *s = h->data;
+    if (s->nopoll && h == (uv_handle_t *)&s->poll) {
+        return;
+    }
     if (s->close_cb) {
         s->close_cb(s);
     }
@@ -234,11 +263,15 @@ void up_sock_close(struct up_sock *s, up_sock_close_fn cb)
         SSL_free(s->ssl);
         s->ssl = NULL;
     }
-    if (s->fd >= 0) {
-        uv_poll_stop(&s->poll);
-    }
     /* libuv must stop watching before the fd is closed. */
-    uv_close((uv_handle_t *)&s->poll, closed_cb);
+    if (s->nopoll) {
+        uv_close((uv_handle_t *)&s->idle, closed_cb);
+    } else {
+        if (s->fd >= 0) {
+            uv_poll_stop(&s->poll);
+        }
+        uv_close((uv_handle_t *)&s->poll, closed_cb);
+    }
     if (s->fd >= 0) {
         close(s->fd);
         s->fd = -1;
@@ -252,8 +285,12 @@ void up_sock_release(struct up_sock *s, up_sock_close_fn cb)
     }
     s->closing = true;
     s->close_cb = cb;
-    uv_poll_stop(&s->poll);
-    uv_close((uv_handle_t *)&s->poll, closed_cb);
+    if (s->nopoll) {
+        uv_close((uv_handle_t *)&s->idle, closed_cb);
+    } else {
+        uv_poll_stop(&s->poll);
+        uv_close((uv_handle_t *)&s->poll, closed_cb);
+    }
     s->fd = -1;
     s->ssl = NULL;
 }

@@ -21,6 +21,8 @@ enum up_tls_state { UP_TLS_NONE, UP_TLS_HANDSHAKE, UP_TLS_OPEN, UP_TLS_FAILED };
 
 struct up_sock {
     uv_poll_t poll; /* the handle's data points back at this struct */
+    uv_idle_t idle; /* used instead of poll for fds epoll cannot watch (files, /dev/null) */
+    bool nopoll;
     int fd;
     bool poll_active;
     bool want_r, want_w;

@@ -165,16 +165,15 @@ static int on_control(struct up_mux_parser *p, struct up_mux_ev *ev)
             if (n < 8) {
                 return fail(p, UP_EPROTO, "mux: GOAWAY too short");
             }
-            ev->kind = UP_MUX_EV_GOAWAY;
             ev->sid = up_rd_u32be(c) & 0x7fffffffu;
             c += 4;
             n -= 4;
-        } else {
-            ev->kind = UP_MUX_EV_RST;
         }
         if (n - 4 > UP_MUX_MAX_REASON) {
             return fail(p, UP_ELIMIT, "mux: reason too long");
         }
+        /* Set the kind only now: a failing call must not present a half-filled event. */
+        ev->kind = p->type == UP_MUX_GOAWAY ? UP_MUX_EV_GOAWAY : UP_MUX_EV_RST;
         ev->code = up_rd_u32be(c);
         ev->data = c + 4;
         ev->len = n - 4;

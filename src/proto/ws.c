@@ -176,8 +176,7 @@ static int check_length(struct up_ws_parser *p)
     }
     if (!is_control(p->opcode)) {
         if (len > p->cfg.max_frame_bytes) {
-            return fail(p, UP_ELIMIT, "ws: frame larger than max_frame_bytes",
-                        WS_CLOSE_TOO_BIG);
+            return fail(p, UP_ELIMIT, "ws: frame larger than max_frame_bytes", WS_CLOSE_TOO_BIG);
         }
         /* msg_len <= max_message_bytes holds: it only grows after this check passed. */
         uint64_t msg_len = p->opcode == UP_WS_OP_CONT ? p->msg_len : 0;
@@ -221,8 +220,7 @@ static int control_done(struct up_ws_parser *p, struct up_ws_ev *ev)
             struct up_utf8 u;
             up_utf8_init(&u);
             if (!up_utf8_feed(&u, reason, reason_len) || !up_utf8_is_complete(&u)) {
-                return fail(p, UP_EPROTO, "ws: close reason is not UTF-8",
-                            WS_CLOSE_INVALID_DATA);
+                return fail(p, UP_EPROTO, "ws: close reason is not UTF-8", WS_CLOSE_INVALID_DATA);
             }
         }
     }
@@ -267,8 +265,7 @@ static size_t take(size_t avail, uint64_t left)
     return left < avail ? (size_t)left : avail;
 }
 
-int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used,
-                struct up_ws_ev *ev)
+int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used, struct up_ws_ev *ev)
 {
     size_t off = 0;
     int rv = UP_OK;
@@ -568,8 +565,8 @@ static bool any_list_has(const struct up_h1_msg *m, const char *name, const char
 
 static bool is_b64_char(char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '+' || c == '/';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+           c == '/';
 }
 
 /* RFC 6455 §4.2.1 item 5: base64 (RFC 4648 §4, padded) of 16 bytes is 22 characters and

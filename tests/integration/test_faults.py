@@ -120,6 +120,9 @@ def test_no_leaked_fds_after_many_streams(stack, echo):
     base = (relay.nfds(), agent.nfds(), c.nfds())
     for i in range(200):
         assert exchange(c.port, b"x" * (i * 100)) == b"x" * (i * 100)
-    wait_until(lambda: (relay.nfds(), agent.nfds(), c.nfds()) == base, 5,
-               f"fd counts back to {base}")
+    now = lambda: (relay.nfds(), agent.nfds(), c.nfds())  # noqa: E731
+    try:
+        wait_until(lambda: now() == base, 5, "fd counts back to baseline")
+    except TimeoutError:
+        raise AssertionError(f"fds (relay, agent, connect) were {base}, now {now()}")
     assert stack.stats()["link_streams"] == 0

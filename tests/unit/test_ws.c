@@ -104,8 +104,8 @@ struct ws_ctx {
 /* feed_run_fn: parse the chunks in order, looping on each until NONE, and trace the events.
  * Also checks the call contract: *used within bounds, NONE only once a chunk is consumed,
  * DATA slices borrowed from the chunk, errors sticky. */
-static void ws_trace_run(void *ud, const uint8_t *in, size_t len, const size_t *cuts,
-                         size_t ncuts, char *trace, size_t cap)
+static void ws_trace_run(void *ud, const uint8_t *in, size_t len, const size_t *cuts, size_t ncuts,
+                         char *trace, size_t cap)
 {
     const struct ws_ctx *ctx = ud;
     struct tr t = {.s = trace, .cap = cap, .len = 0};
@@ -379,8 +379,8 @@ static void test_ws_rfc_encode_vectors(void **state)
         size_t n = hex(v[i].want, want, sizeof want);
         up_buf_init(&out);
         assert_int_equal(up_ws_write_frame(&out, 4096, v[i].opcode, v[i].fin,
-                                           (const uint8_t *)v[i].payload,
-                                           strlen(v[i].payload), v[i].mask),
+                                           (const uint8_t *)v[i].payload, strlen(v[i].payload),
+                                           v[i].mask),
                          UP_OK);
         assert_int_equal(up_buf_len(&out), n);
         assert_memory_equal(up_buf_rptr(&out), want, n);
@@ -643,8 +643,7 @@ static void test_ws_message_limit(void **state)
             assert_int_equal(parse_whole(&p, again, sizeof again), UP_OK);
             assert_int_equal(p.msg_len, 100);
         } else {
-            expect_fail(&cfg, in, n, UP_ELIMIT, 1009,
-                        "ws: message larger than max_message_bytes");
+            expect_fail(&cfg, in, n, UP_ELIMIT, 1009, "ws: message larger than max_message_bytes");
         }
     }
     /* a single frame is a message too */
@@ -715,7 +714,8 @@ static void test_ws_utf8_split_across_frames(void **state)
                      "B:t-1:1 D'\\xf0' E:t- B:t--:1 D'\\x9f' E:t- B:t--:1 D'\\x98' E:t- "
                      "B:tF-:1 D'\\x80' E:tF st=0");
     /* a new message starts with a fresh validator */
-    expect_trace_hex(&cfg, "81 01 41 81 02 c3 a9", "B:tF1:1 D'A' E:tF B:tF1:2 D'\\xc3\\xa9' E:tF st=0");
+    expect_trace_hex(&cfg, "81 01 41 81 02 c3 a9",
+                     "B:tF1:1 D'A' E:tF B:tF1:2 D'\\xc3\\xa9' E:tF st=0");
 }
 
 static void test_ws_utf8_invalid_fails_fast(void **state)
@@ -725,8 +725,8 @@ static void test_ws_utf8_invalid_fails_fast(void **state)
     const char *bad = "ws: invalid UTF-8 in a text message";
     /* the frame declares 10 bytes; the error comes with the first 3 */
     expect_fail_hex(&cfg, "81 0a 61 62 ff", UP_EPROTO, 1007, bad);
-    expect_fail_hex(&cfg, "81 03 ed a0 80", UP_EPROTO, 1007, bad); /* surrogate */
-    expect_fail_hex(&cfg, "81 02 c0 af", UP_EPROTO, 1007, bad);    /* overlong */
+    expect_fail_hex(&cfg, "81 03 ed a0 80", UP_EPROTO, 1007, bad);    /* surrogate */
+    expect_fail_hex(&cfg, "81 02 c0 af", UP_EPROTO, 1007, bad);       /* overlong */
     expect_fail_hex(&cfg, "81 04 f4 90 80 80", UP_EPROTO, 1007, bad); /* > U+10FFFF */
     /* across frames: e2 then a non-continuation byte */
     expect_fail_hex(&cfg, "01 01 e2 80 01 41", UP_EPROTO, 1007, bad);
@@ -836,8 +836,8 @@ static void test_ws_header_size(void **state)
     static const struct {
         uint64_t len;
         size_t size;
-    } v[] = {{0, 2},      {1, 2},      {125, 2},     {126, 4},
-             {65535, 4},  {65536, 10}, {UINT32_MAX, 10}, {(UINT64_C(1) << 63) - 1, 10}};
+    } v[] = {{0, 2},     {1, 2},      {125, 2},         {126, 4},
+             {65535, 4}, {65536, 10}, {UINT32_MAX, 10}, {(UINT64_C(1) << 63) - 1, 10}};
     for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
         uint8_t hdr[UP_WS_MAX_HEADER];
         static const uint8_t mask[4] = {1, 2, 3, 4};
@@ -880,10 +880,10 @@ static void roundtrip(enum up_ws_role writer, uint8_t opcode, size_t len)
         tr_add(&t, "E:%cF ", c);
     } else if (opcode == UP_WS_OP_CONT) {
         /* as the second and third fragments of a binary message */
-        assert_int_equal(
-            up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_BINARY, false, payload, len, m), 0);
-        assert_int_equal(
-            up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_CONT, false, payload, len, m), 0);
+        assert_int_equal(up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_BINARY, false, payload, len, m),
+                         0);
+        assert_int_equal(up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_CONT, false, payload, len, m),
+                         0);
         assert_int_equal(up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_CONT, true, payload, len, m),
                          0);
         tr_add(&t, "B:b-1:%zu ", len);
@@ -982,6 +982,11 @@ static void test_ws_write_frame_errors(void **state)
         assert_int_equal(up_buf_len(&out), cap < 126 ? 0 : 126);
         up_buf_fini(&out);
     }
+    /* a length whose frame would not fit in size_t */
+    assert_int_equal(
+        up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_BINARY, true, payload, SIZE_MAX, NULL),
+        UP_ELIMIT);
+    assert_int_equal(up_buf_len(&out), 0);
     assert_int_equal(up_ws_write_frame(&out, SIZE_MAX, UP_WS_OP_BINARY, true, NULL, 0, NULL),
                      UP_OK);
     assert_int_equal(up_buf_len(&out), 2);
@@ -1044,6 +1049,13 @@ static void test_ws_write_close_truncates_on_code_point(void **state)
     assert_int_equal(parse_whole(&p, up_buf_rptr(&out), up_buf_len(&out)), UP_OK);
     assert_int_equal(p.state, UP_WS_ST_CLOSED);
     up_buf_fini(&out);
+    /* nothing but continuation bytes: the reason is dropped, the code stays */
+    memset(reason, 0x80, 200);
+    reason[200] = '\0';
+    up_buf_init(&out);
+    assert_int_equal(up_ws_write_close(&out, 4096, 1000, reason, NULL), UP_OK);
+    assert_int_equal(up_buf_len(&out), 2 + 2);
+    up_buf_fini(&out);
     /* 120 ASCII bytes and the code point: 123 bytes, kept whole */
     memcpy(reason + 120, "\xe2\x82\xac", 4);
     up_buf_init(&out);
@@ -1058,9 +1070,22 @@ static void test_ws_mask_matches_reference(void **state)
 {
     (void)state;
     static const uint8_t mask[4] = {0x37, 0xfa, 0x21, 0x3d};
-    static const uint64_t offs[] = {0,  1,  2,  3,  4,  5,  6,  7,
-                                    8,  13, 31, 32, UINT64_C(1) << 32, (UINT64_C(1) << 32) + 3,
-                                    UINT64_MAX - 1, UINT64_MAX};
+    static const uint64_t offs[] = {0,
+                                    1,
+                                    2,
+                                    3,
+                                    4,
+                                    5,
+                                    6,
+                                    7,
+                                    8,
+                                    13,
+                                    31,
+                                    32,
+                                    UINT64_C(1) << 32,
+                                    (UINT64_C(1) << 32) + 3,
+                                    UINT64_MAX - 1,
+                                    UINT64_MAX};
     uint8_t buf[1200], ref[1200];
     for (size_t o = 0; o < sizeof offs / sizeof offs[0]; o++) {
         for (size_t align = 0; align < 16; align++) {
@@ -1115,7 +1140,10 @@ static void test_ws_accept_rfc_vector(void **state)
     assert_string_equal(out, "");
 }
 
-#define HDR(n, v) {.name = n, .name_len = sizeof(n) - 1, .value = v, .value_len = sizeof(v) - 1}
+#define HDR(n, v)                                                                                  \
+    {                                                                                              \
+        .name = n, .name_len = sizeof(n) - 1, .value = v, .value_len = sizeof(v) - 1               \
+    }
 
 static struct up_h1_msg req_of(struct up_h1_header *h, size_t n)
 {
@@ -1133,12 +1161,9 @@ static struct up_h1_msg req_of(struct up_h1_header *h, size_t n)
 
 /* RFC 6455 §1.3 client handshake */
 static const struct up_h1_header rfc_req[] = {
-    HDR("Host", "server.example.com"),
-    HDR("Upgrade", "websocket"),
-    HDR("Connection", "Upgrade"),
-    HDR("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
-    HDR("Origin", "http://example.com"),
-    HDR("Sec-WebSocket-Protocol", "chat, superchat"),
+    HDR("Host", "server.example.com"),   HDR("Upgrade", "websocket"),
+    HDR("Connection", "Upgrade"),        HDR("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="),
+    HDR("Origin", "http://example.com"), HDR("Sec-WebSocket-Protocol", "chat, superchat"),
     HDR("Sec-WebSocket-Version", "13"),
 };
 #define N_RFC_REQ (sizeof rfc_req / sizeof rfc_req[0])
@@ -1208,25 +1233,40 @@ static void test_ws_check_upgrade_rfc_request(void **state)
 static void test_ws_check_upgrade_rejects(void **state)
 {
     (void)state;
-    expect_req(1, "-", NULL, 400);                             /* no Upgrade */
-    expect_req(1, "Upgrade", "h2c", 400);                       /* wrong Upgrade */
-    expect_req(2, "-", NULL, 400);                             /* no Connection */
-    expect_req(2, "Connection", "keep-alive", 400);             /* no upgrade token */
-    expect_req(2, "Connection", "upgrades", 400);               /* token, not substring */
-    expect_req(6, "-", NULL, 426);                             /* no version */
-    expect_req(6, "Sec-WebSocket-Version", "8", 426);           /* RFC 6455 §4.4 */
+    expect_req(1, "-", NULL, 400);                    /* no Upgrade */
+    expect_req(1, "Upgrade", "h2c", 400);             /* wrong Upgrade */
+    expect_req(2, "-", NULL, 400);                    /* no Connection */
+    expect_req(2, "Connection", "keep-alive", 400);   /* no upgrade token */
+    expect_req(2, "Connection", "upgrades", 400);     /* token, not substring */
+    expect_req(6, "-", NULL, 426);                    /* no version */
+    expect_req(6, "Sec-WebSocket-Version", "8", 426); /* RFC 6455 §4.4 */
     expect_req(6, "Sec-WebSocket-Version", "13, 8", 426);
     expect_req(6, "Sec-WebSocket-Version", "130", 426);
-    expect_req(N_RFC_REQ, "Sec-WebSocket-Version", "13", 400); /* duplicate */
-    expect_req(3, "-", NULL, 400);                             /* no key */
+    expect_req(N_RFC_REQ, "Sec-WebSocket-Version", "13", 400);                   /* duplicate */
+    expect_req(3, "-", NULL, 400);                                               /* no key */
     expect_req(N_RFC_REQ, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==", 400); /* twice */
-    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=", 400);   /* 23 chars */
-    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ===", 400); /* 25 chars */
-    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQAA", 400);  /* no padding */
-    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZ===", 400);  /* 15 bytes */
-    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZ-==", 400);  /* url alphabet */
+    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=", 400);          /* 23 chars */
+    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ===", 400);        /* 25 chars */
+    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQAA", 400);         /* no padding */
+    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZ===", 400);         /* 15 bytes */
+    expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZ-==", 400);         /* url alphabet */
     expect_req(3, "Sec-WebSocket-Key", "dGhlIHNhbXBsZSBu b25jZQ==", 400);
     expect_req(3, "Sec-WebSocket-Key", "", 400);
+    /* every base64 character is accepted */
+    static const char *keys[] = {"AAAAAAAAAAAAAAAAAAAAAA==", "+/+/+/+/+/+/+/+/+/+/zz==",
+                                 "abcdefghijklmnopqrstuv==", "wxyzABCDEFGHIJ0123456789=="};
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++) {
+        struct up_h1_header h[N_RFC_REQ];
+        const char *key = NULL, *reason = NULL;
+        size_t key_len = 0;
+        int status = 0;
+        memcpy(h, rfc_req, sizeof rfc_req);
+        h[3].value = keys[i];
+        h[3].value_len = strlen(keys[i]);
+        struct up_h1_msg m = req_of(h, N_RFC_REQ);
+        int want = strlen(keys[i]) == 24 ? UP_OK : UP_EPROTO;
+        assert_int_equal(up_ws_check_upgrade(&m, &key, &key_len, &reason, &status), want);
+    }
 
     struct up_h1_header h[N_RFC_REQ];
     memcpy(h, rfc_req, sizeof rfc_req);
@@ -1240,10 +1280,53 @@ static void test_ws_check_upgrade_rejects(void **state)
     m.method = "get";
     m.method_len = 3;
     assert_int_equal(check_req(&m, &status, &reason), UP_EPROTO);
+    m.method = NULL;
+    m.method_len = 0;
+    assert_int_equal(check_req(&m, &status, &reason), UP_EPROTO);
+    assert_int_equal(status, 400);
     m = req_of(h, N_RFC_REQ);
     m.minor_version = 0;
     assert_int_equal(check_req(&m, &status, &reason), UP_EPROTO);
     assert_int_equal(status, 400);
+}
+
+static void test_ws_handshake_parsed_by_h1(void **state)
+{
+    (void)state;
+    /* RFC 6455 §1.3, through the real head parser */
+    static const char req[] = "GET /chat HTTP/1.1\r\n"
+                              "Host: server.example.com\r\n"
+                              "Upgrade: websocket\r\n"
+                              "Connection: Upgrade\r\n"
+                              "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                              "Origin: http://example.com\r\n"
+                              "Sec-WebSocket-Protocol: chat, superchat\r\n"
+                              "Sec-WebSocket-Version: 13\r\n"
+                              "\r\n";
+    static const char resp[] = "HTTP/1.1 101 Switching Protocols\r\n"
+                               "Upgrade: websocket\r\n"
+                               "Connection: Upgrade\r\n"
+                               "Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"
+                               "\r\n";
+    struct up_h1_header h[16];
+    struct up_h1_msg m;
+    size_t scan = 0;
+    const char *key = NULL, *reason = NULL;
+    size_t key_len = 0;
+    int status = 0;
+    assert_int_equal(up_h1_parse_request((const uint8_t *)req, sizeof req - 1, &scan, &m, h, 16,
+                                         UP_H1_DEFAULT_MAX_HEAD),
+                     UP_OK);
+    assert_int_equal(up_ws_check_upgrade(&m, &key, &key_len, &reason, &status), UP_OK);
+    assert_int_equal(status, 101);
+    char accept[UP_WS_ACCEPT_LEN + 1];
+    up_ws_accept(key, key_len, accept);
+    assert_string_equal(accept, "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    scan = 0;
+    assert_int_equal(up_h1_parse_response((const uint8_t *)resp, sizeof resp - 1, &scan, &m, h, 16,
+                                          UP_H1_DEFAULT_MAX_HEAD),
+                     UP_OK);
+    assert_int_equal(up_ws_check_response(&m, "dGhlIHNhbXBsZSBub25jZQ==", &reason), UP_OK);
 }
 
 static struct up_h1_msg resp_of(struct up_h1_header *h, size_t n)
@@ -1298,14 +1381,20 @@ static void test_ws_check_response(void **state)
     assert_int_equal(up_ws_check_response(&m, key, &reason), UP_EPROTO);
     /* the accept value is compared exactly */
     static const char *wrong[] = {
-        "S3pPLMBiTxaQ9kYGzzhZRbK+xOo=", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo", "s3pPLMBiTxaQ9kYGzzhZRbK+xOo==",
-        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo= ", "", "dGhlIHNhbXBsZSBub25jZQ==",
+        "S3pPLMBiTxaQ9kYGzzhZRbK+xOo=",
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo",
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo==",
+        "s3pPLMBiTxaQ9kYGzzhZRbK+xOo= ",
+        "",
+        "dGhlIHNhbXBsZSBub25jZQ==",
     };
     for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
         struct up_h1_header h3[] = {
             HDR("Upgrade", "websocket"),
             HDR("Connection", "Upgrade"),
-            {.name = "Sec-WebSocket-Accept", .name_len = 20, .value = wrong[i],
+            {.name = "Sec-WebSocket-Accept",
+             .name_len = 20,
+             .value = wrong[i],
              .value_len = strlen(wrong[i])},
         };
         m = resp_of(h3, 3);
@@ -1367,6 +1456,7 @@ int main(void)
         cmocka_unit_test(test_ws_check_upgrade_rfc_request),
         cmocka_unit_test(test_ws_check_upgrade_rejects),
         cmocka_unit_test(test_ws_check_response),
+        cmocka_unit_test(test_ws_handshake_parsed_by_h1),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

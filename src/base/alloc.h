@@ -15,10 +15,10 @@ char *up_strdup(const char *s);
 char *up_strndup(const char *s, size_t n);
 
 /* Free p and set it to NULL (Tor FREE_AND_NULL). */
-#define UP_FREE(p)                                                                             \
-    do {                                                                                       \
-        up_free(p);                                                                            \
-        (p) = NULL;                                                                            \
+#define UP_FREE(p)                                                                                 \
+    do {                                                                                           \
+        up_free(p);                                                                                \
+        (p) = NULL;                                                                                \
     } while (0)
 
 #endif

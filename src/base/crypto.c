@@ -23,8 +23,7 @@ int up_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len
     if (key_len > (size_t)INT32_MAX) {
         return UP_EINVAL;
     }
-    if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &olen) ||
-        olen != UP_SHA256_LEN) {
+    if (!HMAC(EVP_sha256(), key, (int)key_len, data, len, out, &olen) || olen != UP_SHA256_LEN) {
         return UP_ENOMEM;
     }
     return UP_OK;

@@ -18,10 +18,10 @@ void up_log(enum up_log_level lvl, const char *fmt, ...) __attribute__((format(p
 #define UP_LOGE(...) up_log(UP_LOG_ERROR, __VA_ARGS__)
 #define UP_LOGW(...) up_log(UP_LOG_WARN, __VA_ARGS__)
 #define UP_LOGI(...) up_log(UP_LOG_INFO, __VA_ARGS__)
-#define UP_LOGD(...)                                                                           \
-    do {                                                                                       \
-        if (up_log_enabled(UP_LOG_DEBUG))                                                      \
-            up_log(UP_LOG_DEBUG, __VA_ARGS__);                                                 \
+#define UP_LOGD(...)                                                                               \
+    do {                                                                                           \
+        if (up_log_enabled(UP_LOG_DEBUG))                                                          \
+            up_log(UP_LOG_DEBUG, __VA_ARGS__);                                                     \
     } while (0)
 
 #endif

@@ -26,12 +26,13 @@ int cmd_agent(int argc, char **argv)
     size_t npos;
     bool help;
     char err[512];
-    if (up_opts_parse(agent_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err,
-                      sizeof err) < 0) {
+    if (up_opts_parse(agent_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err, sizeof err) <
+        0) {
         return cli_fail("agent", "%s", err);
     }
     if (help) {
-        up_opts_help(stdout, "underpass agent --relay URL --token TOKEN --service NAME=tcp://HOST:PORT...",
+        up_opts_help(stdout,
+                     "underpass agent --relay URL --token TOKEN --service NAME=tcp://HOST:PORT...",
                      "Run next to private services. The agent dials out to the relay (no inbound\n"
                      "port is opened), registers the named services, and for each stream a client\n"
                      "opens connects to the service and copies bytes both ways. It reconnects by\n"

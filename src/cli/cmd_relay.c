@@ -35,8 +35,8 @@ int cmd_relay(int argc, char **argv)
     size_t npos;
     bool help;
     char err[512];
-    if (up_opts_parse(relay_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err,
-                      sizeof err) < 0) {
+    if (up_opts_parse(relay_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err, sizeof err) <
+        0) {
         return cli_fail("relay", "%s", err);
     }
     if (help) {

@@ -22,8 +22,8 @@ int cmd_token(int argc, char **argv)
     size_t npos;
     bool help;
     char err[512];
-    if (up_opts_parse(token_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err,
-                      sizeof err) < 0) {
+    if (up_opts_parse(token_opts, NOPTS, argc, argv, 2, v, pos, 0, &npos, &help, err, sizeof err) <
+        0) {
         return cli_fail("token", "%s", err);
     }
     if (help) {
@@ -58,8 +58,9 @@ int cmd_token(int argc, char **argv)
         const char *comma = strchr(s, ',');
         size_t len = comma ? (size_t)(comma - s) : strlen(s);
         if (!up_token_valid_service_name(s, len) || c.n_services >= UP_TOKEN_MAX_SERVICES) {
-            return cli_fail("token", "--services: '%.*s' is not a valid service name (or more "
-                                     "than %d names)",
+            return cli_fail("token",
+                            "--services: '%.*s' is not a valid service name (or more "
+                            "than %d names)",
                             (int)len, s, UP_TOKEN_MAX_SERVICES);
         }
         memcpy(c.services[c.n_services], s, len);
@@ -81,8 +82,8 @@ int cmd_token(int argc, char **argv)
     c.exp = now + (int64_t)(ttl->num / 1000);
     char out[UP_TOKEN_MAX_LEN + 1];
     size_t len = 0;
-    int rv = up_token_sign((const uint8_t *)secret->str, strlen(secret->str), &c, out, sizeof out,
-                           &len);
+    int rv =
+        up_token_sign((const uint8_t *)secret->str, strlen(secret->str), &c, out, sizeof out, &len);
     if (rv < 0) {
         return cli_fail("token", "cannot sign: %s", rv == UP_EINVAL ? "invalid claims" : "error");
     }

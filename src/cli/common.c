@@ -74,7 +74,7 @@ int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct u
     const struct up_opt_val *insecure = cli_val(tab, n, vals, "insecure");
     if (!relay->str) {
         return cli_fail(cmd, "--relay is required (or UNDERPASS_RELAY), e.g. "
-                                   "wss://relay.example.com");
+                             "wss://relay.example.com");
     }
     const char *why = NULL;
     if (up_url_parse(relay->str, &url, &why) < 0 ||
@@ -87,7 +87,7 @@ int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct u
     }
     if (!token->str) {
         return cli_fail(cmd, "--token is required (or --token-file, UNDERPASS_TOKEN); "
-                                   "mint one with `underpass token`");
+                             "mint one with `underpass token`");
     }
     memset(uc, 0, sizeof(*uc));
     uc->host = url.host;

@@ -12,25 +12,30 @@
 #define UP_VERSION "0.1.0"
 
 /* Options every link-holding subcommand has (appended to each table). */
-#define UP_LINK_OPTS                                                                           \
-    {"window", UP_OPT_SIZE, "256k", "BYTES", "initial per-stream receive window"},             \
-        {"max-window", UP_OPT_SIZE, "16m", "BYTES",                                            \
-         "largest per-stream window after auto-tuning"},                                       \
-        {"ping-interval", UP_OPT_DURATION, "20s", "DURATION",                                  \
-         "keep-alive ping period on the relay link (0 = off)"},                                \
-        {"ping-misses", UP_OPT_U64, "3", "N", "declare the link dead after N unanswered pings"}, \
-        {"log-level", UP_OPT_STR, "info", "LEVEL", "error, warn, info, debug or trace"}
+#define UP_LINK_OPTS                                                                               \
+    {"window", UP_OPT_SIZE, "256k", "BYTES", "initial per-stream receive window"},                 \
+        {"max-window", UP_OPT_SIZE, "16m", "BYTES",                                                \
+         "largest per-stream window after auto-tuning"},                                           \
+        {"ping-interval", UP_OPT_DURATION, "20s", "DURATION",                                      \
+         "keep-alive ping period on the relay link (0 = off)"},                                    \
+        {"ping-misses", UP_OPT_U64, "3", "N", "declare the link dead after N unanswered pings"},   \
+    {                                                                                              \
+        "log-level", UP_OPT_STR, "info", "LEVEL", "error, warn, info, debug or trace"              \
+    }
 
-#define UP_DIAL_OPTS                                                                           \
-    {"relay", UP_OPT_STR, NULL, "URL", "relay to dial: ws://HOST:PORT or wss://HOST:PORT"},    \
-        {"token", UP_OPT_SECRET, NULL, "TOKEN", "bearer token minted by `underpass token`"},   \
-        {"ca", UP_OPT_STR, NULL, "FILE", "trust this CA (PEM) for wss:// instead of the system's"}, \
-        {"insecure", UP_OPT_FLAG, NULL, NULL,                                                  \
-         "do not verify the relay's certificate (testing only)"},                              \
-        {"dial-timeout", UP_OPT_DURATION, "10s", "DURATION",                                   \
-         "limit for connect + TLS + upgrade to the relay"},                                    \
-        {"backoff-min", UP_OPT_DURATION, "500ms", "DURATION", "first reconnect delay"},         \
-        {"backoff-max", UP_OPT_DURATION, "30s", "DURATION", "reconnect delay cap"}
+#define UP_DIAL_OPTS                                                                               \
+    {"relay", UP_OPT_STR, NULL, "URL", "relay to dial: ws://HOST:PORT or wss://HOST:PORT"},        \
+        {"token", UP_OPT_SECRET, NULL, "TOKEN", "bearer token minted by `underpass token`"},       \
+        {"ca", UP_OPT_STR, NULL, "FILE",                                                           \
+         "trust this CA (PEM) for wss:// instead of the system's"},                                \
+        {"insecure", UP_OPT_FLAG, NULL, NULL,                                                      \
+         "do not verify the relay's certificate (testing only)"},                                  \
+        {"dial-timeout", UP_OPT_DURATION, "10s", "DURATION",                                       \
+         "limit for connect + TLS + upgrade to the relay"},                                        \
+        {"backoff-min", UP_OPT_DURATION, "500ms", "DURATION", "first reconnect delay"},            \
+    {                                                                                              \
+        "backoff-max", UP_OPT_DURATION, "30s", "DURATION", "reconnect delay cap"                   \
+    }
 
 /* Look up a value by option name in a parsed table. */
 const struct up_opt_val *cli_val(const struct up_opt *tab, size_t n, struct up_opt_val *vals,

@@ -271,11 +271,12 @@ int up_opts_parse(const struct up_opt *tab, size_t n, int argc, char **argv, int
     return 0;
 }
 
-void up_opts_help(FILE *f, const char *usage, const char *desc, const struct up_opt *tab,
-                  size_t n, const char *examples)
+void up_opts_help(FILE *f, const char *usage, const char *desc, const struct up_opt *tab, size_t n,
+                  const char *examples)
 {
-    fprintf(f, "Usage: %s\n\n%s\n\nOptions (each also read from the environment variable shown;"
-               " a flag wins over the environment):\n",
+    fprintf(f,
+            "Usage: %s\n\n%s\n\nOptions (each also read from the environment variable shown;"
+            " a flag wins over the environment):\n",
             usage, desc);
     for (size_t i = 0; i < n; i++) {
         const struct up_opt *o = &tab[i];

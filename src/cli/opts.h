@@ -11,7 +11,7 @@
 
 enum up_opt_kind {
     UP_OPT_STR,
-    UP_OPT_SECRET,   /* string; also NAME-file; never printed */
+    UP_OPT_SECRET, /* string; also NAME-file; never printed */
     UP_OPT_U64,
     UP_OPT_DURATION, /* "20s", "500ms", "1h" → milliseconds */
     UP_OPT_SIZE,     /* "256k", "16m" → bytes */
@@ -22,7 +22,7 @@ enum up_opt_kind {
 struct up_opt {
     const char *name; /* long name without dashes */
     enum up_opt_kind kind;
-    const char *def;  /* default as text, NULL = none */
+    const char *def; /* default as text, NULL = none */
     const char *metavar;
     const char *help;
 };
@@ -46,8 +46,8 @@ int up_opts_parse(const struct up_opt *tab, size_t n, int argc, char **argv, int
                   bool *help, char *err, size_t cap);
 /* Print the help text: usage line, description, then every option with its environment
  * variable and default. */
-void up_opts_help(FILE *f, const char *usage, const char *desc, const struct up_opt *tab,
-                  size_t n, const char *examples);
+void up_opts_help(FILE *f, const char *usage, const char *desc, const struct up_opt *tab, size_t n,
+                  const char *examples);
 /* Index of option name in tab, or -1. */
 int up_opts_find(const struct up_opt *tab, size_t n, const char *name);
 

@@ -53,9 +53,9 @@ static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer)
     }
     char meta[128];
     int ml = snprintf(meta, sizeof meta, "peer=%s\n", peer);
-    int rv = up_link_open(c->link, &p->st, c->cfg.service, (const uint8_t *)meta,
-                          ml > 0 && (size_t)ml < sizeof meta ? (size_t)ml : 0,
-                          &up_pipe_stream_ops, p);
+    int rv =
+        up_link_open(c->link, &p->st, c->cfg.service, (const uint8_t *)meta,
+                     ml > 0 && (size_t)ml < sizeof meta ? (size_t)ml : 0, &up_pipe_stream_ops, p);
     if (rv < 0) {
         up_free(p);
         return rv;
@@ -112,8 +112,8 @@ static void on_up(struct up_uplink *u, struct up_link *l)
         }
         return;
     }
-    UP_LOGI("connected to relay %s:%u; %s reaches service '%s'", c->cfg.up.host,
-            c->cfg.up.port, c->addr, c->cfg.service);
+    UP_LOGI("connected to relay %s:%u; %s reaches service '%s'", c->cfg.up.host, c->cfg.up.port,
+            c->addr, c->cfg.service);
 }
 
 static void on_down(struct up_uplink *u, const char *reason, int status, uint64_t retry_ms)

@@ -18,10 +18,10 @@
 #define DIAL_MAX_HEAD 16384
 
 enum dial_state {
-    D_RESOLVE, /* getaddrinfo in flight */
-    D_CONNECT, /* TCP connect in flight */
-    D_TLS,     /* TLS handshake */
-    D_REQUEST, /* sending the upgrade request */
+    D_RESOLVE,  /* getaddrinfo in flight */
+    D_CONNECT,  /* TCP connect in flight */
+    D_TLS,      /* TLS handshake */
+    D_REQUEST,  /* sending the upgrade request */
     D_RESPONSE, /* reading the response head */
     D_DONE,
 };
@@ -176,8 +176,8 @@ static void on_response(struct up_dial *d)
 {
     struct up_h1_header hdrs[64];
     struct up_h1_msg m;
-    int rv = up_h1_parse_response(up_buf_rptr(&d->in), up_buf_len(&d->in), &d->scan, &m, hdrs,
-                                  64, DIAL_MAX_HEAD);
+    int rv = up_h1_parse_response(up_buf_rptr(&d->in), up_buf_len(&d->in), &d->scan, &m, hdrs, 64,
+                                  DIAL_MAX_HEAD);
     if (rv == UP_EAGAIN) {
         return;
     }

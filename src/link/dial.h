@@ -21,8 +21,8 @@ struct up_dial_cfg {
     bool websocket;         /* do the HTTP upgrade */
     const char *path;       /* request target for the upgrade */
     const char *host_header;
-    const char *bearer;     /* Authorization: Bearer (may be NULL) */
-    uint64_t timeout_ms;    /* whole dial, 0 = none */
+    const char *bearer;  /* Authorization: Bearer (may be NULL) */
+    uint64_t timeout_ms; /* whole dial, 0 = none */
 };
 
 /* err == 0: success; fd and ssl belong to the callee; leftover holds bytes read past the

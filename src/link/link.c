@@ -517,8 +517,8 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
             if (l->client) {
                 mask_key(l, key);
             }
-            int ignored = up_ws_write_close(&l->tx, TX_HARD_CAP, l->ws.close_code,
-                                            l->ws.err_reason, l->client ? key : NULL);
+            int ignored = up_ws_write_close(&l->tx, TX_HARD_CAP, l->ws.close_code, l->ws.err_reason,
+                                            l->client ? key : NULL);
             (void)ignored;
             fail(l, "%s", l->ws.err_reason);
             return;
@@ -645,8 +645,8 @@ static void teardown(struct up_link *l)
     if (l->client) {
         mask_key(l, key);
     }
-    int ignored = up_ws_write_close(&l->tx, TX_HARD_CAP, 1001, "going away",
-                                    l->client ? key : NULL);
+    int ignored =
+        up_ws_write_close(&l->tx, TX_HARD_CAP, 1001, "going away", l->client ? key : NULL);
     size_t n;
     if (l->sock.fd >= 0 && l->sock.tls != UP_TLS_FAILED) {
         ignored = up_sock_write(&l->sock, up_buf_rptr(&l->tx), up_buf_len(&l->tx), &n);
@@ -681,8 +681,8 @@ static void run_dirty(uv_idle_t *h)
 /* ---- public ---- */
 
 struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool client,
-                            const struct up_link_cfg *cfg, const struct up_link_ops *ops,
-                            void *ud, const uint8_t *leftover, size_t leftover_len)
+                            const struct up_link_cfg *cfg, const struct up_link_ops *ops, void *ud,
+                            const uint8_t *leftover, size_t leftover_len)
 {
     if (!dirty.init) {
         uv_idle_init(loop, &dirty.idle);
@@ -797,9 +797,8 @@ static void stream_init(struct up_link *l, struct up_lstream *st, uint32_t sid,
     up_mux_flow_init(&st->flow, l->cfg.window, l->cfg.max_window, send_window, up_now_us());
 }
 
-int up_link_open(struct up_link *l, struct up_lstream *st, const char *name,
-                 const uint8_t *meta, size_t meta_len, const struct up_lstream_ops *ops,
-                 void *ud)
+int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, const uint8_t *meta,
+                 size_t meta_len, const struct up_lstream_ops *ops, void *ud)
 {
     if (l->dead || l->goaway_rcvd) {
         return UP_ESTATE;
@@ -905,8 +904,7 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
         if (l->client) {
             mask_key(l, key);
         }
-        up_ws_encode_header(base, UP_WS_OP_BINARY, true, UP_MUX_HDR + take,
-                            l->client ? key : NULL);
+        up_ws_encode_header(base, UP_WS_OP_BINARY, true, UP_MUX_HDR + take, l->client ? key : NULL);
         up_mux_encode_hdr(base + hsz, (uint32_t)take, UP_MUX_DATA, 0, st->sid);
         memcpy(base + hsz + UP_MUX_HDR, p + done, take);
         if (l->client) {

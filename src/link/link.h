@@ -37,8 +37,8 @@ struct up_link_cfg {
 #define UP_LINK_DEFAULT_MAX_STREAMS 10240 /* the brief's 10,000 streams per link */
 #define UP_LINK_DEFAULT_PING_MS 20000     /* well under common 60 s proxy idle timeouts */
 #define UP_LINK_DEFAULT_PING_MISSES 3
-#define UP_LINK_CHUNK (128u * 1024u)      /* bytes pulled per stream per turn (fairness quantum) */
-#define UP_LINK_RX_CAP (256u * 1024u)     /* socket read buffer */
+#define UP_LINK_CHUNK (128u * 1024u)  /* bytes pulled per stream per turn (fairness quantum) */
+#define UP_LINK_RX_CAP (256u * 1024u) /* socket read buffer */
 #define UP_LINK_TX_HIGH (512u * 1024u)
 
 void up_link_cfg_defaults(struct up_link_cfg *cfg);
@@ -66,7 +66,7 @@ struct up_lstream {
     struct up_mux_flow flow;
     struct up_link *link; /* borrowed; NULL once the stream left the link */
     const struct up_lstream_ops *ops;
-    void *ud; /* borrowed: the owner */
+    void *ud;                         /* borrowed: the owner */
     struct up_lstream *hnext;         /* hash chain */
     struct up_lstream *rnext, *rprev; /* ready list */
     bool in_ready;
@@ -102,8 +102,8 @@ struct up_link_stats {
  * bytes already read after the HTTP head (may be empty). client = we are the WebSocket client
  * (mask our frames, open odd stream ids). Returns NULL on allocation failure (sock closed). */
 struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool client,
-                            const struct up_link_cfg *cfg, const struct up_link_ops *ops,
-                            void *ud, const uint8_t *leftover, size_t leftover_len);
+                            const struct up_link_cfg *cfg, const struct up_link_ops *ops, void *ud,
+                            const uint8_t *leftover, size_t leftover_len);
 void *up_link_ud(const struct up_link *l);
 const struct up_link_stats *up_link_stats(const struct up_link *l);
 size_t up_link_nstreams(const struct up_link *l);

@@ -226,8 +226,7 @@ static void st_data(struct up_lstream *st, const uint8_t *d, size_t n)
             }
             if (rv < 0) {
                 char why[160];
-                snprintf(why, sizeof why, "local write failed: %s",
-                         up_sock_strerror(p->wsk, rv));
+                snprintf(why, sizeof why, "local write failed: %s", up_sock_strerror(p->wsk, rv));
                 up_pipe_abort(p, UP_MUX_C_BACKEND_RESET, why);
                 return;
             }

@@ -22,17 +22,17 @@ typedef void (*up_pipe_done_fn)(struct up_pipe *p, uint32_t code, const char *re
 struct up_pipe {
     struct up_lstream st; /* first: the link calls back with &st */
     uv_loop_t *loop;
-    struct up_sock *rs;   /* owned: read side */
-    struct up_sock *wsk;  /* owned: write side; == rs for a socket */
-    struct up_buf out;    /* link → local bytes not yet written */
+    struct up_sock *rs;  /* owned: read side */
+    struct up_sock *wsk; /* owned: write side; == rs for a socket */
+    struct up_buf out;   /* link → local bytes not yet written */
     size_t out_max;
-    bool started;         /* local fds attached */
-    bool reading;         /* read interest armed */
-    bool rd_eof;          /* local side sent EOF */
-    bool fin_rcvd;        /* link side sent FIN */
-    bool wr_shut;         /* we shut down the local write side */
-    bool link_done;       /* the stream left the link */
-    bool done;            /* on_done delivered */
+    bool started;   /* local fds attached */
+    bool reading;   /* read interest armed */
+    bool rd_eof;    /* local side sent EOF */
+    bool fin_rcvd;  /* link side sent FIN */
+    bool wr_shut;   /* we shut down the local write side */
+    bool link_done; /* the stream left the link */
+    bool done;      /* on_done delivered */
     bool freeing;
     int open_socks;
     uint32_t end_code;

@@ -47,8 +47,8 @@ static void on_timer(uv_timer_t *t)
 static uint64_t next_delay(struct up_uplink *u)
 {
     uint64_t d = u->backoff_ms;
-    u->backoff_ms = u->backoff_ms * 2 > u->cfg.backoff_max_ms ? u->cfg.backoff_max_ms
-                                                              : u->backoff_ms * 2;
+    u->backoff_ms =
+        u->backoff_ms * 2 > u->cfg.backoff_max_ms ? u->cfg.backoff_max_ms : u->backoff_ms * 2;
     uint32_t r = 0;
     if (up_random_bytes(&r, sizeof r) < 0) {
         r = 0x7fffffff;

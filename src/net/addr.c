@@ -40,8 +40,7 @@ int up_addr_split(const char *s, char *host, size_t cap, uint16_t *port)
     return UP_OK;
 }
 
-int up_addr_numeric(const char *host, uint16_t port, struct sockaddr_storage *sa,
-                    socklen_t *len)
+int up_addr_numeric(const char *host, uint16_t port, struct sockaddr_storage *sa, socklen_t *len)
 {
     memset(sa, 0, sizeof(*sa));
     struct sockaddr_in *s4 = (struct sockaddr_in *)sa;

@@ -100,8 +100,8 @@ static void apply_events(struct up_sock *s)
 
 void up_sock_want(struct up_sock *s, bool r, bool w)
 {
-    if (s->want_r == r && s->want_w == w && s->poll_active == (r || w || s->tls_want_r ||
-                                                              s->tls_want_w)) {
+    if (s->want_r == r && s->want_w == w &&
+        s->poll_active == (r || w || s->tls_want_r || s->tls_want_w)) {
         return;
     }
     s->want_r = r;

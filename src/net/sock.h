@@ -42,8 +42,7 @@ struct up_sock {
 /* Take ownership of a connected or listening non-blocking fd and watch it on loop. The
  * callback fires with readiness once the owner asks for it through up_sock_want(). Returns
  * UP_OK or UP_ESYS (fd is then closed). */
-UP_NODISCARD int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb,
-                              void *ud);
+UP_NODISCARD int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb, void *ud);
 /* Ask for readable and/or writable callbacks (level-triggered). */
 void up_sock_want(struct up_sock *s, bool r, bool w);
 /* Read up to cap bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF, UP_ESYS or UP_ETLS. */

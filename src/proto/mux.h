@@ -11,15 +11,15 @@
 
 #include "base/err.h"
 
-#define UP_MUX_HDR 9                /* length u24, type u8, flags u8, stream u32 */
-#define UP_MUX_MAX_CTRL 1536        /* payload bound for every non-DATA frame */
-#define UP_MUX_MAX_NAME 63          /* service name in OPEN */
-#define UP_MUX_MAX_META 1024        /* metadata in OPEN */
-#define UP_MUX_MAX_REASON 256       /* reason text in RST/GOAWAY */
+#define UP_MUX_HDR 9          /* length u24, type u8, flags u8, stream u32 */
+#define UP_MUX_MAX_CTRL 1536  /* payload bound for every non-DATA frame */
+#define UP_MUX_MAX_NAME 63    /* service name in OPEN */
+#define UP_MUX_MAX_META 1024  /* metadata in OPEN */
+#define UP_MUX_MAX_REASON 256 /* reason text in RST/GOAWAY */
 #define UP_MUX_MAX_WINDOW 0x7fffffffu
-#define UP_MUX_DEFAULT_WINDOW (256u * 1024u)       /* initial per-stream receive window */
+#define UP_MUX_DEFAULT_WINDOW (256u * 1024u)            /* initial per-stream receive window */
 #define UP_MUX_DEFAULT_MAX_WINDOW (16u * 1024u * 1024u) /* auto-tuning cap */
-#define UP_MUX_DEFAULT_MAX_FRAME (256u * 1024u)    /* largest DATA payload accepted */
+#define UP_MUX_DEFAULT_MAX_FRAME (256u * 1024u)         /* largest DATA payload accepted */
 
 enum up_mux_type {
     UP_MUX_DATA = 0x0,
@@ -55,8 +55,8 @@ enum up_mux_code {
 const char *up_mux_code_name(uint32_t code);
 
 struct up_mux_cfg {
-    bool odd_ids;           /* we open odd stream ids (the WebSocket client side) */
-    uint32_t max_frame;     /* largest DATA payload accepted (and sent) */
+    bool odd_ids;       /* we open odd stream ids (the WebSocket client side) */
+    uint32_t max_frame; /* largest DATA payload accepted (and sent) */
 };
 
 enum up_mux_ev_kind {
@@ -113,8 +113,8 @@ void up_mux_parser_init(struct up_mux_parser *p, const struct up_mux_cfg *cfg);
  * stream 0 or a connection frame on a stream, the reserved stream-id bit, CREDIT of 0 or above
  * 2^31-1, an OPEN whose id has our parity, an empty or invalid service name. Frames of unknown
  * type are skipped (extensibility, docs/PROTOCOL.md). Stream existence is the caller's check. */
-UP_NODISCARD int up_mux_parse(struct up_mux_parser *p, const uint8_t *in, size_t len,
-                              size_t *used, struct up_mux_ev *ev);
+UP_NODISCARD int up_mux_parse(struct up_mux_parser *p, const uint8_t *in, size_t len, size_t *used,
+                              struct up_mux_ev *ev);
 
 /* Frame encoders. Each writes one whole frame into dst (cap bytes) and returns its size, or
  * UP_ELIMIT if cap is too small / UP_EINVAL for a bad argument. */
@@ -127,8 +127,8 @@ UP_NODISCARD int up_mux_encode_credit(uint8_t *dst, size_t cap, uint32_t sid, ui
 UP_NODISCARD int up_mux_encode_rst(uint8_t *dst, size_t cap, uint32_t sid, uint32_t code,
                                    const char *reason);
 UP_NODISCARD int up_mux_encode_ping(uint8_t *dst, size_t cap, const uint8_t opaque[8], bool ack);
-UP_NODISCARD int up_mux_encode_goaway(uint8_t *dst, size_t cap, uint32_t last_sid,
-                                      uint32_t code, const char *reason);
+UP_NODISCARD int up_mux_encode_goaway(uint8_t *dst, size_t cap, uint32_t last_sid, uint32_t code,
+                                      const char *reason);
 
 /* Per-stream flow control. The receiver grants window; the sender spends it. Credit goes back
  * only through up_mux_flow_consumed(), which the caller calls once bytes reached the next hop
@@ -136,10 +136,10 @@ UP_NODISCARD int up_mux_encode_goaway(uint8_t *dst, size_t cap, uint32_t last_si
  * within 4 RTTs of the previous grant (HTTP/2 and QUIC receive-window auto-tuning), so fast
  * streams are not capped at window/RTT while idle streams keep a small window. */
 struct up_mux_flow {
-    int64_t send_avail;     /* bytes we may still send; grows with CREDIT */
-    uint32_t recv_window;   /* window we currently grant */
-    uint32_t recv_avail;    /* bytes the peer may still send */
-    uint32_t recv_pending;  /* consumed bytes not yet returned as credit */
+    int64_t send_avail;    /* bytes we may still send; grows with CREDIT */
+    uint32_t recv_window;  /* window we currently grant */
+    uint32_t recv_avail;   /* bytes the peer may still send */
+    uint32_t recv_pending; /* consumed bytes not yet returned as credit */
     uint32_t max_window;
     uint64_t last_grant_us; /* when we last granted credit */
 };
@@ -155,7 +155,6 @@ UP_NODISCARD int up_mux_flow_on_data(struct up_mux_flow *f, size_t n);
 UP_NODISCARD int up_mux_flow_on_credit(struct up_mux_flow *f, uint32_t inc);
 /* Record n bytes delivered to the next hop. Returns the credit increment to send now (0 when
  * less than half the window is pending). srtt_us is the link's smoothed RTT (0 = unknown). */
-uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us,
-                              uint64_t srtt_us);
+uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us, uint64_t srtt_us);
 
 #endif

@@ -13,10 +13,10 @@
 #include "proto/h1.h"
 #include "proto/utf8.h"
 
-#define UP_WS_MAX_HEADER 14     /* 2 + 8 (length) + 4 (mask): RFC 6455 §5.2 */
-#define UP_WS_MAX_CONTROL 125   /* RFC 6455 §5.5 */
-#define UP_WS_ACCEPT_LEN 28     /* base64 of a SHA-1 */
-#define UP_WS_KEY_LEN 24        /* base64 of 16 bytes */
+#define UP_WS_MAX_HEADER 14   /* 2 + 8 (length) + 4 (mask): RFC 6455 §5.2 */
+#define UP_WS_MAX_CONTROL 125 /* RFC 6455 §5.5 */
+#define UP_WS_ACCEPT_LEN 28   /* base64 of a SHA-1 */
+#define UP_WS_KEY_LEN 24      /* base64 of 16 bytes */
 
 enum up_ws_opcode {
     UP_WS_OP_CONT = 0x0,
@@ -51,13 +51,13 @@ enum up_ws_ev_kind {
 
 struct up_ws_ev {
     enum up_ws_ev_kind kind;
-    uint8_t opcode;          /* BEGIN/END: TEXT or BINARY (the message's type, never CONT) */
-    bool fin;                /* BEGIN/END: FIN bit of this frame */
-    bool first;              /* BEGIN: first frame of a message */
-    uint64_t frame_len;      /* BEGIN: declared payload length, already bound-checked */
-    const uint8_t *data;     /* borrowed: valid until the next call */
+    uint8_t opcode;      /* BEGIN/END: TEXT or BINARY (the message's type, never CONT) */
+    bool fin;            /* BEGIN/END: FIN bit of this frame */
+    bool first;          /* BEGIN: first frame of a message */
+    uint64_t frame_len;  /* BEGIN: declared payload length, already bound-checked */
+    const uint8_t *data; /* borrowed: valid until the next call */
     size_t len;
-    uint16_t close_code;     /* CLOSE */
+    uint16_t close_code; /* CLOSE */
 };
 
 /* Parser states (explicit, STYLE §7). */
@@ -74,8 +74,8 @@ struct up_ws_parser {
     struct up_ws_cfg cfg;
     enum up_ws_state state;
     uint8_t hdr[UP_WS_MAX_HEADER];
-    uint8_t hdr_len;  /* header bytes collected */
-    uint8_t opcode;   /* current frame's opcode */
+    uint8_t hdr_len; /* header bytes collected */
+    uint8_t opcode;  /* current frame's opcode */
     bool fin;
     bool masked;
     uint8_t mask[4];
@@ -140,8 +140,8 @@ void up_ws_accept(const char *key, size_t key_len, char out[UP_WS_ACCEPT_LEN + 1
  * bytes). Returns UP_OK and sets *key and *key_len (borrowed from m), *reason to NULL and
  * *status to 101, or UP_EPROTO with *reason and *status (400, or 426 for a missing or wrong
  * version). */
-UP_NODISCARD int up_ws_check_upgrade(const struct up_h1_msg *m, const char **key,
-                                     size_t *key_len, const char **reason, int *status);
+UP_NODISCARD int up_ws_check_upgrade(const struct up_h1_msg *m, const char **key, size_t *key_len,
+                                     const char **reason, int *status);
 
 /* Validate a parsed response head against the key we sent: 101, Upgrade: websocket,
  * Connection: upgrade, the right Sec-WebSocket-Accept, and no extension we did not offer.

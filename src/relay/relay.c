@@ -38,8 +38,8 @@ struct rlink {
 
 struct bridge {
     struct up_relay *relay;
-    struct up_lstream a; /* on the client's link (the peer opened it) */
-    struct up_lstream b; /* on the agent's link (we opened it) */
+    struct up_lstream a;  /* on the client's link (the peer opened it) */
+    struct up_lstream b;  /* on the agent's link (we opened it) */
     struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
     bool fin_ab, fin_ba;
     bool a_done, b_done;
@@ -47,10 +47,10 @@ struct bridge {
 };
 
 enum hc_state {
-    HC_TLS,     /* TLS handshake */
-    HC_HEAD,    /* reading the request head */
-    HC_WRITE,   /* writing a response, then either upgrade or linger */
-    HC_LINGER,  /* response sent, write side shut, draining input until EOF or timeout */
+    HC_TLS,    /* TLS handshake */
+    HC_HEAD,   /* reading the request head */
+    HC_WRITE,  /* writing a response, then either upgrade or linger */
+    HC_LINGER, /* response sent, write side shut, draining input until EOF or timeout */
 };
 
 struct hconn {
@@ -60,8 +60,8 @@ struct hconn {
     enum hc_state state;
     struct up_buf in, out;
     size_t scan;
-    bool upgrade_after;       /* after out drains, become a link */
-    struct rlink *pending;    /* the link-to-be */
+    bool upgrade_after;    /* after out drains, become a link */
+    struct rlink *pending; /* the link-to-be */
     int open_handles;
     bool closing;
     char peer[64];
@@ -498,8 +498,8 @@ static void become_link(struct hconn *c)
         }
     }
     hc_close(c, true);
-    rl->link = up_link_new(r->loop, fd, ssl, false, &r->cfg.link, &link_ops, rl, copy,
-                           copy ? left : 0);
+    rl->link =
+        up_link_new(r->loop, fd, ssl, false, &r->cfg.link, &link_ops, rl, copy, copy ? left : 0);
     up_free(copy);
     if (!rl->link) {
         up_free(rl);
@@ -520,8 +520,7 @@ static void become_link(struct hconn *c)
         UP_LOGI("agent %s connected from %s serving %s", rl->claims.sub[0] ? rl->claims.sub : "-",
                 rl->peer, list);
     } else {
-        UP_LOGI("client %s connected from %s", rl->claims.sub[0] ? rl->claims.sub : "-",
-                rl->peer);
+        UP_LOGI("client %s connected from %s", rl->claims.sub[0] ? rl->claims.sub : "-", rl->peer);
     }
 }
 
@@ -567,16 +566,14 @@ static void stats_json(struct hconn *c)
         }
         streams += up_link_nstreams(rl->link);
     }
-    json_t *o = json_pack("{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version",
-                          "0.1.0", "uptime_s", (json_int_t)(time(NULL) - r->started), "agents",
-                          (json_int_t)agents, "clients", (json_int_t)clients, "link_streams",
-                          (json_int_t)streams, "streams_active",
-                          (json_int_t)r->n.streams_active, "streams_total",
-                          (json_int_t)r->n.streams_total, "streams_refused",
-                          (json_int_t)r->n.streams_refused, "links_total",
-                          (json_int_t)r->n.links_total, "rejected", (json_int_t)r->n.rejected,
-                          "http_errors", (json_int_t)r->n.http_errors, "bytes_relayed",
-                          (json_int_t)r->n.bytes_relayed);
+    json_t *o = json_pack(
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version", "0.1.0", "uptime_s",
+        (json_int_t)(time(NULL) - r->started), "agents", (json_int_t)agents, "clients",
+        (json_int_t)clients, "link_streams", (json_int_t)streams, "streams_active",
+        (json_int_t)r->n.streams_active, "streams_total", (json_int_t)r->n.streams_total,
+        "streams_refused", (json_int_t)r->n.streams_refused, "links_total",
+        (json_int_t)r->n.links_total, "rejected", (json_int_t)r->n.rejected, "http_errors",
+        (json_int_t)r->n.http_errors, "bytes_relayed", (json_int_t)r->n.bytes_relayed);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {
@@ -669,8 +666,9 @@ static void on_request(struct hconn *c, const struct up_h1_msg *m)
     bool agent = strcmp(path, "/v1/agent") == 0;
     bool client = strcmp(path, "/v1/connect") == 0;
     if (!agent && !client) {
-        hc_error(c, 404, "Not Found", "no such path (the relay serves /v1/agent, /v1/connect, "
-                                      "/healthz, /stats)");
+        hc_error(c, 404, "Not Found",
+                 "no such path (the relay serves /v1/agent, /v1/connect, "
+                 "/healthz, /stats)");
         return;
     }
     if (!get) {
@@ -685,8 +683,8 @@ static void on_request(struct hconn *c, const struct up_h1_msg *m)
     size_t key_len = 0;
     int status = 400;
     if (up_ws_check_upgrade(m, &key, &key_len, &why, &status) < 0) {
-        hc_respond(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why,
-                   "text/plain", status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
+        hc_respond(c, status, status == 426 ? "Upgrade Required" : "Bad Request", why, "text/plain",
+                   status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
         return;
     }
     const struct up_h1_header *auth = up_h1_find(m, "authorization");
@@ -922,8 +920,9 @@ struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, c
     socklen_t salen;
     if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
         up_addr_numeric(host, port, &sa, &salen) < 0) {
-        snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 0.0.0.0:8080 or "
-                           "[::]:443)",
+        snprintf(err, cap,
+                 "--listen: '%.80s' is not IP:PORT (for example 0.0.0.0:8080 or "
+                 "[::]:443)",
                  cfg->listen);
         return NULL;
     }

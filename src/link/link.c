@@ -76,7 +76,8 @@ void up_link_cfg_defaults(struct up_link_cfg *cfg)
 
 static void kick(struct up_link *l)
 {
-    if (l->in_dirty) {
+    /* A closing link may be freed before the idle handle runs again. */
+    if (l->in_dirty || l->closing) {
         return;
     }
     l->in_dirty = true;
@@ -575,8 +576,11 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
                 fail(l, "read failed: %s", up_sock_strerror(s, rv));
                 break;
             }
-            l->stats.bytes_in += 0;
             process(l, l->rx.base, n);
+            /* Move what this read produced on to the next hops before reading more, so the
+             * relay's bridges hand bytes straight to the other link (one copy) instead of
+             * queueing them. */
+            run_dirty(NULL);
         }
     }
     (void)writable;

@@ -154,18 +154,32 @@ int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
 {
     *n = 0;
     if (s->ssl) {
-        size_t got = 0;
-        ERR_clear_error();
-        int ret = SSL_read_ex(s->ssl, p, cap, &got);
-        if (ret == 1) {
-            *n = got;
-            return UP_OK;
+        /* SSL_read returns one record (<= 16 KiB) per call: keep going until the buffer is
+         * full or the socket is drained, so the caller parses big batches. */
+        size_t total = 0;
+        for (;;) {
+            size_t got = 0;
+            ERR_clear_error();
+            int ret = SSL_read_ex(s->ssl, p + total, cap - total, &got);
+            if (ret == 1) {
+                total += got;
+                if (total == cap) {
+                    break;
+                }
+                continue;
+            }
+            int rv = tls_result(s, ret, true);
+            if (total) {
+                /* Report the bytes now; an error or EOF shows up again on the next call. */
+                break;
+            }
+            if (rv == UP_EOF) {
+                s->eof = true;
+            }
+            return rv;
         }
-        int rv = tls_result(s, ret, true);
-        if (rv == UP_EOF) {
-            s->eof = true;
-        }
-        return rv;
+        *n = total;
+        return UP_OK;
     }
     ssize_t r = read(s->fd, p, cap);
     if (r > 0) {

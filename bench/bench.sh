@@ -2,6 +2,7 @@
 # Throughput and latency benchmark for underpass, against baselines, on 127.0.0.1.
 #
 #   bench/bench.sh [--smoke] [--bin PATH] [--out DIR]
+#   (--bin defaults to $UNDERPASS_BENCH_BIN, else build/underpass)
 #
 # Measures in one run (iperf3, one stream, receiver's bits/s):
 #   direct loopback          iperf3 -c -> iperf3 -s
@@ -11,8 +12,9 @@
 #   underpass ws             iperf3 -c -> connect -> relay <- agent -> iperf3 -s
 #   underpass ws reverse     the same with iperf3 -R (server sends)
 #   underpass wss            the same over TLS (relay --tls-cert, --ca on both ends)
-# and 1-byte ping-pong round trips (bench/pingpong.py) against bench/echo.py,
-# directly and through underpass ws.
+# and 1-byte ping-pong round trips (bench/pingpong.py) against bench/echo.py:
+# directly, through underpass ws, and through a socat chain (3 relays with
+# TCP_NODELAY: what three user-space hops cost on this host, for reference).
 #
 # Prints a table with the ratios the project tracks and their targets, and
 # writes bench/out/results.json (raw iperf3 output in bench/out/raw, process
@@ -135,6 +137,17 @@ start() { # NAME CMD...: run CMD in the background, output to $LOG/NAME.log
     ORDER+=("$name")
 }
 
+run_tracked() { # NAME OUT ERR CMD...: run CMD to completion, killable by cleanup; its status
+    local name=$1 out=$2 err=$3 rc=0
+    shift 3
+    "$@" >"$out" 2>"$err" </dev/null &
+    PID[$name]=$!
+    ORDER+=("$name")
+    wait "${PID[$name]}" || rc=$?
+    unset "PID[$name]"
+    return "$rc"
+}
+
 cleanup() {
     local rc=$? i
     set +e
@@ -214,10 +227,11 @@ run_iperf() {
     local -a extra=() cpu=()
     if [[ ${1:-} == -R ]]; then extra=(-R); shift; fi
     for pair in "$@"; do cpu+=("${pair%%=*}=${PID[${pair#*=}]}"); done
-    say "measuring $key (iperf3 -t $DUR ${extra[*]})"
+    say "measuring $key (iperf3 -t $DUR${extra[*]:+ ${extra[*]}})"
     lib cpu-snap "$RES/$key.cpu0.json" "${cpu[@]}"
-    if ! timeout $((DUR + 30)) iperf3 -c 127.0.0.1 -p "$port" -t "$DUR" -J --connect-timeout 5000 \
-        "${extra[@]}" >"$RES/$key.iperf.json" 2>"$LOG/iperf-client-$key.log"; then
+    if ! run_tracked "iperf-client-$key" "$RES/$key.iperf.json" "$LOG/iperf-client-$key.log" \
+        timeout $((DUR + 30)) iperf3 -c 127.0.0.1 -p "$port" -t "$DUR" -J --connect-timeout 5000 \
+        "${extra[@]}"; then
         local why
         why=$(lib iperf "$RES/$key.iperf.json" 2>&1 >/dev/null || true)
         fail "iperf3 for $key failed: ${why:-see iperf-client-$key.log}" "iperf-client-$key" "$server" "${@##*=}"
@@ -231,8 +245,9 @@ run_pingpong() { # KEY PORT [LOGNAMES...]
     local key=$1 port=$2
     shift 2
     say "measuring latency_$key ($ROUNDS round trips)"
-    if ! timeout $((30 + ROUNDS / 100)) python3 "$HERE/pingpong.py" -n "$ROUNDS" --warmup "$WARMUP" \
-        127.0.0.1 "$port" >"$RES/latency_$key.json" 2>"$LOG/pingpong-$key.log"; then
+    if ! run_tracked "pingpong-$key" "$RES/latency_$key.json" "$LOG/pingpong-$key.log" \
+        timeout $((30 + ROUNDS / 100)) python3 "$HERE/pingpong.py" -n "$ROUNDS" --warmup "$WARMUP" \
+        127.0.0.1 "$port"; then
         fail "ping-pong for $key failed (timed out or no echo)" "pingpong-$key" "$@"
     fi
     say "  $(cat "$RES/latency_$key.json")"
@@ -240,8 +255,8 @@ run_pingpong() { # KEY PORT [LOGNAMES...]
 
 read -r P_IPERF_DIRECT P_IPERF_SOCAT P_SOCAT_A P_SOCAT_B P_SOCAT_C P_IPERF_SSH P_SSHD P_SSH_R \
     P_IPERF_WS P_RELAY_WS P_CONN_WS P_ECHO P_CONN_WS_ECHO P_IPERF_WSS P_RELAY_WSS P_CONN_WSS \
-    < <(lib ports 16) || true
-[[ -n ${P_CONN_WSS:-} ]] || { say "error: could not pick free ports"; exit 1; }
+    P_ESOCAT_A P_ESOCAT_B P_ESOCAT_C < <(lib ports 19) || true
+[[ -n ${P_ESOCAT_C:-} ]] || { say "error: could not pick free ports"; exit 1; }
 
 UP_VERSION=$("$BIN" version 2>&1 | head -n 1) || fail "'$BIN version' failed"
 say "$MODE run: $UP_VERSION ($BIN), $(nproc) CPUs, logs in $OUT/logs"
@@ -251,14 +266,21 @@ iperf_server iperf-direct "$P_IPERF_DIRECT"
 run_iperf direct "$P_IPERF_DIRECT" iperf-direct
 wait_exit iperf-direct 10
 
+# socat_chain PREFIX TARGET_PORT PORT_A PORT_B PORT_C [ADDRESS_OPTS]
+# Three socat relays PREFIX-a -> PREFIX-b -> PREFIX-c -> TARGET_PORT (4 TCP hops in all).
+socat_chain() {
+    local pre=$1 target=$2 pa=$3 pb=$4 pc=$5 o=${6:-} s
+    start "$pre-c" socat -b 262144 "TCP-LISTEN:$pc,bind=127.0.0.1,reuseaddr,fork$o" "TCP:127.0.0.1:$target$o"
+    start "$pre-b" socat -b 262144 "TCP-LISTEN:$pb,bind=127.0.0.1,reuseaddr,fork$o" "TCP:127.0.0.1:$pc$o"
+    start "$pre-a" socat -b 262144 "TCP-LISTEN:$pa,bind=127.0.0.1,reuseaddr,fork$o" "TCP:127.0.0.1:$pb$o"
+    for s in a:$pa b:$pb c:$pc; do
+        wait_until "$pre-${s%%:*} to listen on :${s#*:}" "$pre-${s%%:*}" listening "${s#*:}"
+    done
+}
+
 # 2. socat chain: A -> B -> C -> iperf3 server
 iperf_server iperf-socat "$P_IPERF_SOCAT"
-start socat-c socat -b 262144 "TCP-LISTEN:$P_SOCAT_C,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$P_IPERF_SOCAT"
-start socat-b socat -b 262144 "TCP-LISTEN:$P_SOCAT_B,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$P_SOCAT_C"
-start socat-a socat -b 262144 "TCP-LISTEN:$P_SOCAT_A,bind=127.0.0.1,reuseaddr,fork" "TCP:127.0.0.1:$P_SOCAT_B"
-for s in a:$P_SOCAT_A b:$P_SOCAT_B c:$P_SOCAT_C; do
-    wait_until "socat ${s%%:*} to listen on :${s#*:}" "socat-${s%%:*}" listening "${s#*:}"
-done
+socat_chain socat "$P_IPERF_SOCAT" "$P_SOCAT_A" "$P_SOCAT_B" "$P_SOCAT_C"
 run_iperf socat_chain "$P_SOCAT_A" iperf-socat socat-a=socat-a socat-b=socat-b socat-c=socat-c
 wait_exit iperf-socat 10
 stop socat-a socat-b socat-c
@@ -300,7 +322,7 @@ run_iperf ssh_R "$P_SSH_R" iperf-ssh sshd=sshd ssh=ssh
 wait_exit iperf-ssh 10
 stop ssh sshd
 
-# 4. underpass
+# underpass: one secret, one agent token, one client token
 export UNDERPASS_SECRET
 UNDERPASS_SECRET=$(openssl rand -hex 32)
 AGENT_TOKEN=$("$BIN" token --role agent --services iperf,echo --ttl 2h --sub bench-agent) ||
@@ -335,7 +357,7 @@ connect_up() {
     wait_until "$name to listen on :$lport" "$name" listening "$lport"
 }
 
-# 4a. ws, both directions, then latency
+# 4. underpass ws, both directions
 start echo python3 "$HERE/echo.py" --port "$P_ECHO"
 wait_until "echo server to listen on :$P_ECHO" echo listening "$P_ECHO"
 underpass_up ws ws "$P_RELAY_WS" "$P_IPERF_WS"
@@ -347,12 +369,16 @@ iperf_server iperf-ws "$P_IPERF_WS"
 run_iperf underpass_ws_reverse "$P_CONN_WS" iperf-ws -R "${UP_WS_CPU[@]}"
 wait_exit iperf-ws 10
 
+# 5. latency: direct, through underpass ws, and (for reference: the cost of three
+# user-space relays on this host) through a socat chain with TCP_NODELAY.
 connect_up connect-ws-echo ws "$P_RELAY_WS" echo "$P_CONN_WS_ECHO"
+socat_chain esocat "$P_ECHO" "$P_ESOCAT_A" "$P_ESOCAT_B" "$P_ESOCAT_C" ,nodelay
 run_pingpong direct "$P_ECHO" echo
 run_pingpong underpass_ws "$P_CONN_WS_ECHO" connect-ws-echo relay-ws agent-ws echo
-stop connect-ws-echo connect-ws agent-ws relay-ws
+run_pingpong socat_chain "$P_ESOCAT_A" esocat-a esocat-b esocat-c echo
+stop esocat-a esocat-b esocat-c connect-ws-echo connect-ws agent-ws relay-ws
 
-# 4b. wss
+# 6. underpass wss
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \
     -subj /CN=127.0.0.1 -addext subjectAltName=IP:127.0.0.1 \
     -keyout "$W/tls/key.pem" -out "$W/tls/cert.pem" >"$LOG/openssl.log" 2>&1 ||
@@ -379,6 +405,7 @@ json.dump({
     "date_utc": "$(date -u +%Y-%m-%dT%H:%M:%SZ)",
     "underpass_binary": "$BIN",
     "underpass_version": "$UP_VERSION",
+    "git": "$(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo unknown)",
     "iperf3": "$(iperf3 --version | head -n 1)",
     "socat": "$(socat -V | awk '/socat version/ {print $3; exit}')",
     "ssh": "$(ssh -V 2>&1 | cut -d, -f1)",

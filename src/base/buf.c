@@ -34,7 +34,9 @@ int up_buf_reserve(struct up_buf *b, size_t n, size_t max_cap)
         return UP_OK;
     }
     size_t len = up_buf_len(b);
-    if (b->cap - len >= n) {
+    /* Compact when that moves no more bytes than it frees at the front; otherwise prefer to
+     * grow (a partly written output buffer would be moved again and again). */
+    if (b->cap - len >= n && (b->rd >= len || b->cap * 2 > max_cap || b->cap - len >= 2 * n)) {
         up_buf_compact(b);
         return UP_OK;
     }

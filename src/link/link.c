@@ -335,7 +335,7 @@ static void schedule(struct up_link *l)
 
 static void flush(struct up_link *l)
 {
-    for (int round = 0; round < 8 && !l->dead; round++) {
+    for (int round = 0; round < 16 && !l->dead; round++) {
         schedule(l);
         if (up_buf_len(&l->tx) == 0) {
             break;
@@ -352,8 +352,14 @@ static void flush(struct up_link *l)
         l->stats.bytes_out += n;
         up_buf_skip(&l->tx, n);
     }
-    if (!l->dead) {
-        up_sock_want(&l->sock, true, up_buf_len(&l->tx) > 0);
+    if (l->dead) {
+        return;
+    }
+    up_sock_want(&l->sock, true, up_buf_len(&l->tx) > 0);
+    /* Streams still ready with room to fill: nothing else would wake them (their sockets are
+     * not watched while they wait for us), so come back on the next loop iteration. */
+    if (l->ready_head && up_buf_len(&l->tx) < l->cfg.tx_high) {
+        kick(l);
     }
 }
 
@@ -423,6 +429,8 @@ static void dispatch(struct up_link *l, const struct up_mux_ev *ev)
         if (!st) {
             return;
         }
+        UP_LOGD("stream %u: credit %u received (avail %lld)", st->sid, ev->window,
+                (long long)st->flow.send_avail);
         if (up_mux_flow_on_credit(&st->flow, ev->window) < 0) {
             detach(l, st);
             tx_rst(l, ev->sid, UP_MUX_C_FLOW, "credit overflow");
@@ -589,6 +597,17 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
 
 /* ---- timers and teardown ---- */
 
+/* PING carries our microsecond clock; the PONG gives an RTT sample. */
+static void send_ping(struct up_link *l)
+{
+    uint8_t op[8], f[UP_MUX_HDR + 8];
+    up_wr_u64be(op, up_now_us());
+    int n = up_mux_encode_ping(f, sizeof f, op, false);
+    if (n > 0) {
+        tx_mux(l, f, (size_t)n);
+    }
+}
+
 static void on_timer(uv_timer_t *t)
 {
     struct up_link *l = t->data;
@@ -601,12 +620,7 @@ static void on_timer(uv_timer_t *t)
         fail(l, "link dead: %s", why);
         return;
     }
-    uint8_t op[8], f[UP_MUX_HDR + 8];
-    up_wr_u64be(op, up_now_us());
-    int n = up_mux_encode_ping(f, sizeof f, op, false);
-    if (n > 0) {
-        tx_mux(l, f, (size_t)n);
-    }
+    send_ping(l);
     l->pings_out++;
 }
 
@@ -664,9 +678,13 @@ static void teardown(struct up_link *l)
 static void run_dirty(uv_idle_t *h)
 {
     (void)h;
-    while (dirty.head) {
-        struct up_link *l = dirty.head;
-        dirty.head = l->dnext;
+    /* Work on a snapshot: a link that kicks itself again runs on the next iteration, after
+     * the loop has polled, instead of spinning here. */
+    struct up_link *list = dirty.head;
+    dirty.head = NULL;
+    while (list) {
+        struct up_link *l = list;
+        list = l->dnext;
         l->in_dirty = false;
         l->dnext = NULL;
         if (l->closing) {
@@ -679,7 +697,9 @@ static void run_dirty(uv_idle_t *h)
             teardown(l);
         }
     }
-    uv_idle_stop(&dirty.idle);
+    if (!dirty.head) {
+        uv_idle_stop(&dirty.idle);
+    }
 }
 
 /* ---- public ---- */
@@ -737,6 +757,7 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
         uv_timer_start(&l->timer, on_timer, cfg->ping_interval_ms, cfg->ping_interval_ms);
     }
     up_sock_want(&l->sock, true, false);
+    send_ping(l); /* an RTT estimate before the first bulk transfer */
     if (leftover_len) {
         uint8_t *copy = up_malloc(leftover_len);
         if (copy) {
@@ -884,6 +905,82 @@ bool up_link_can_send(const struct up_lstream *st)
     return st->link && st->accepted && !st->fin_sent && st->flow.send_avail > 0;
 }
 
+/* Zero-copy send for an unmasked plain link with nothing queued: one writev of headers built
+ * on the stack and the caller's payload slices. Only the unsent tail of a frame that went out
+ * partly is copied into the output buffer (frames must stay whole on the wire). */
+#define DIRECT_FRAMES 16
+static size_t send_direct(struct up_link *l, struct up_lstream *st, const uint8_t *p, size_t n)
+{
+    struct iovec iov[2 * DIRECT_FRAMES];
+    uint8_t hdr[DIRECT_FRAMES][UP_WS_MAX_HEADER + UP_MUX_HDR];
+    size_t hlen[DIRECT_FRAMES], plen[DIRECT_FRAMES];
+    size_t frames = 0, off = 0;
+    int64_t avail = st->flow.send_avail;
+    while (off < n && frames < DIRECT_FRAMES && avail > 0) {
+        size_t take = n - off;
+        if (take > l->cfg.max_frame) {
+            take = l->cfg.max_frame;
+        }
+        if ((int64_t)take > avail) {
+            take = (size_t)avail;
+        }
+        size_t h = up_ws_encode_header(hdr[frames], UP_WS_OP_BINARY, true, UP_MUX_HDR + take, NULL);
+        up_mux_encode_hdr(hdr[frames] + h, (uint32_t)take, UP_MUX_DATA, 0, st->sid);
+        hlen[frames] = h + UP_MUX_HDR;
+        plen[frames] = take;
+        iov[2 * frames].iov_base = hdr[frames];
+        iov[2 * frames].iov_len = hlen[frames];
+        iov[2 * frames + 1].iov_base = (void *)(p + off);
+        iov[2 * frames + 1].iov_len = take;
+        frames++;
+        off += take;
+        avail -= (int64_t)take;
+    }
+    if (frames == 0) {
+        return 0;
+    }
+    size_t wrote = 0;
+    int rv = up_sock_writev(&l->sock, iov, (int)(2 * frames), &wrote);
+    if (rv < 0 && rv != UP_EAGAIN) {
+        fail(l, "write failed: %s", up_sock_strerror(&l->sock, rv));
+        return 0;
+    }
+    l->stats.bytes_out += wrote;
+    size_t taken = 0, pos = 0;
+    for (size_t f = 0; f < frames; f++) {
+        size_t flen = hlen[f] + plen[f];
+        if (wrote >= pos + flen) {
+            taken += plen[f];
+            pos += flen;
+            l->stats.frames_out++;
+            continue;
+        }
+        if (wrote > pos) {
+            /* This frame went out in part: queue the rest of it, header bytes included. */
+            size_t done_f = wrote - pos;
+            if (up_buf_reserve(&l->tx, flen - done_f, TX_HARD_CAP) < 0) {
+                fail(l, "output buffer overflow%s", "");
+                return 0;
+            }
+            if (done_f < hlen[f]) {
+                memcpy(up_buf_wptr(&l->tx), hdr[f] + done_f, hlen[f] - done_f);
+                up_buf_commit(&l->tx, hlen[f] - done_f);
+                done_f = hlen[f];
+            }
+            size_t poff = done_f - hlen[f];
+            memcpy(up_buf_wptr(&l->tx), (const uint8_t *)iov[2 * f + 1].iov_base + poff,
+                   plen[f] - poff);
+            up_buf_commit(&l->tx, plen[f] - poff);
+            taken += plen[f];
+            l->stats.frames_out++;
+            kick(l);
+        }
+        break;
+    }
+    st->flow.send_avail -= (int64_t)taken;
+    return taken;
+}
+
 size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
 {
     struct up_link *l = st->link;
@@ -891,8 +988,16 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
     if (!l || l->dead || !st->accepted || st->fin_sent || st->in_ready) {
         return 0;
     }
+    if (!l->client && !l->sock.ssl && up_buf_len(&l->tx) == 0) {
+        done = send_direct(l, st, p, n);
+        if (done == n || l->dead || up_buf_len(&l->tx) > 0) {
+            return done;
+        }
+        /* The socket took everything it could (or credit ran out): queue as usual below. */
+    }
     while (done < n && up_buf_len(&l->tx) < l->cfg.tx_high && st->flow.send_avail > 0) {
         size_t take = n - done;
+        const uint8_t *src = p + done;
         if (take > l->cfg.max_frame) {
             take = l->cfg.max_frame;
         }
@@ -910,7 +1015,7 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
         }
         up_ws_encode_header(base, UP_WS_OP_BINARY, true, UP_MUX_HDR + take, l->client ? key : NULL);
         up_mux_encode_hdr(base + hsz, (uint32_t)take, UP_MUX_DATA, 0, st->sid);
-        memcpy(base + hsz + UP_MUX_HDR, p + done, take);
+        memcpy(base + hsz + UP_MUX_HDR, src, take);
         if (l->client) {
             up_ws_mask(base + hsz, UP_MUX_HDR + take, key, 0);
         }
@@ -931,8 +1036,12 @@ void up_link_consumed(struct up_lstream *st, size_t n)
     if (!l || st->fin_rcvd || n == 0) {
         return;
     }
-    uint32_t inc = up_mux_flow_consumed(&st->flow, n, up_now_us(), l->srtt_us);
+    /* The RTT floor stands for scheduling delays on busy hosts, which loopback RTTs hide:
+     * a stream that drains half its window within 4 floors is window-limited. */
+    uint64_t rtt = l->srtt_us > UP_LINK_MIN_RTT_US ? l->srtt_us : UP_LINK_MIN_RTT_US;
+    uint32_t inc = up_mux_flow_consumed(&st->flow, n, up_now_us(), rtt);
     if (inc) {
+        UP_LOGD("stream %u: credit %u sent (window %u)", st->sid, inc, st->flow.recv_window);
         uint8_t f[UP_MUX_HDR + 4];
         int fl = up_mux_encode_credit(f, sizeof f, st->sid, inc);
         if (fl > 0) {

@@ -233,6 +233,24 @@ int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n)
     return UP_ESYS;
 }
 
+int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        return UP_EINVAL;
+    }
+    ssize_t r = writev(s->fd, iov, cnt);
+    if (r > 0) {
+        *n = (size_t)r;
+        return UP_OK;
+    }
+    if (r == 0 || errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return UP_EAGAIN;
+    }
+    s->last_errno = errno;
+    return UP_ESYS;
+}
+
 bool up_sock_has_pending(const struct up_sock *s)
 {
     return s->ssl && SSL_pending(s->ssl) > 0;

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <uv.h>
 
 #include "base/err.h"
@@ -49,6 +50,9 @@ void up_sock_want(struct up_sock *s, bool r, bool w);
 UP_NODISCARD int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
 /* Write up to len bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n);
+/* Gathered write for plain sockets (UP_EINVAL on TLS). Returns UP_OK with *n > 0, UP_EAGAIN or
+ * UP_ESYS. */
+UP_NODISCARD int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *n);
 /* Whether decrypted bytes are waiting inside TLS (poll will not report them). */
 bool up_sock_has_pending(const struct up_sock *s);
 /* Shut down the write side (TLS close_notify then TCP FIN). */

@@ -55,6 +55,7 @@ static struct {
 } dirty;
 
 static void run_dirty(uv_idle_t *h);
+static void do_reads(struct up_link *l, bool inline_flush);
 
 uint64_t up_now_us(void)
 {
@@ -563,6 +564,40 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
     }
 }
 
+/* Read and process up to MAX_READS_PER_WAKE buffers. inline_flush moves what each read
+ * produced on to the next hops at once (not when called from the flusher itself). */
+static void do_reads(struct up_link *l, bool inline_flush)
+{
+    struct up_sock *s = &l->sock;
+    for (int i = 0; i < MAX_READS_PER_WAKE && !l->dead; i++) {
+        size_t n = 0;
+        int rv = up_sock_read(s, l->rx.base, l->rx.cap, &n);
+        if (rv == UP_EAGAIN) {
+            return;
+        }
+        if (rv == UP_EOF) {
+            fail(l, "connection closed by peer%s", "");
+            return;
+        }
+        if (rv < 0) {
+            fail(l, "read failed: %s", up_sock_strerror(s, rv));
+            return;
+        }
+        process(l, l->rx.base, n);
+        /* Move what this read produced on to the next hops before reading more, so the
+         * relay's bridges hand bytes straight to the other link (one copy) instead of
+         * queueing them. */
+        if (inline_flush) {
+            run_dirty(NULL);
+        }
+    }
+    /* Read budget used up with bytes still buffered inside TLS: epoll will not report them,
+     * so come back from the flusher. */
+    if (!l->dead && up_sock_has_pending(s)) {
+        kick(l);
+    }
+}
+
 static void on_sock(struct up_sock *s, bool readable, bool writable)
 {
     struct up_link *l = s->ud;
@@ -570,28 +605,8 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         return;
     }
     if (readable || (s->ssl && writable) || up_sock_has_pending(s)) {
-        for (int i = 0; i < MAX_READS_PER_WAKE && !l->dead; i++) {
-            size_t n = 0;
-            int rv = up_sock_read(s, l->rx.base, l->rx.cap, &n);
-            if (rv == UP_EAGAIN) {
-                break;
-            }
-            if (rv == UP_EOF) {
-                fail(l, "connection closed by peer%s", "");
-                break;
-            }
-            if (rv < 0) {
-                fail(l, "read failed: %s", up_sock_strerror(s, rv));
-                break;
-            }
-            process(l, l->rx.base, n);
-            /* Move what this read produced on to the next hops before reading more, so the
-             * relay's bridges hand bytes straight to the other link (one copy) instead of
-             * queueing them. */
-            run_dirty(NULL);
-        }
+        do_reads(l, true);
     }
-    (void)writable;
     kick(l);
 }
 
@@ -690,6 +705,9 @@ static void run_dirty(uv_idle_t *h)
         if (l->closing) {
             continue;
         }
+        if (!l->dead && up_sock_has_pending(&l->sock)) {
+            do_reads(l, false);
+        }
         if (!l->dead) {
             flush(l);
         }
@@ -766,7 +784,7 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
             up_free(copy);
         }
     }
-    if (ssl && SSL_pending(ssl) > 0) {
+    if (ssl && up_sock_has_pending(&l->sock)) {
         on_sock(&l->sock, true, false);
     }
     kick(l);

@@ -253,7 +253,7 @@ int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *
 
 bool up_sock_has_pending(const struct up_sock *s)
 {
-    return s->ssl && SSL_pending(s->ssl) > 0;
+    return s->ssl && SSL_has_pending(s->ssl) == 1;
 }
 
 void up_sock_shutdown_write(struct up_sock *s)

@@ -23,6 +23,10 @@ static void common_ctx(SSL_CTX *ctx)
     /* No SSL_MODE_RELEASE_BUFFERS: freeing and reallocating the record buffers after every
      * drained record costs more on the bulk path than the ~34 KiB per connection it saves. */
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* Read ahead into a 64 KiB buffer: one read() yields several records instead of two
+     * syscalls (header, then body) per 16 KiB record. */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
     /* Prefer AES-GCM: AES-NI makes it the cheapest AEAD on servers. */
     (void)SSL_CTX_set_ciphersuites(ctx, "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:"
                                         "TLS_CHACHA20_POLY1305_SHA256");

@@ -141,9 +141,15 @@ static void pipe_sock_cb(struct up_sock *s, bool readable, bool writable)
         }
     }
     if (readable && s == p->rs && p->reading) {
-        /* Stop watching until the link has pulled what is there (backpressure). */
-        p->reading = false;
-        up_link_ready(&p->st);
+        if (p->st.in_ready) {
+            /* Already queued behind other streams or a full link: stop watching until the
+             * link pulls, or level-triggered readiness would spin. */
+            p->reading = false;
+        } else {
+            /* Stay armed: the pull below usually drains the socket, and re-arming for every
+             * message costs two epoll_ctl calls on the latency path. */
+            up_link_ready(&p->st);
+        }
     }
     arm(p);
 }
@@ -283,16 +289,35 @@ static size_t st_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin
         return 0;
     }
     if (max == 0) {
+        /* Out of credit: the link drops us from its ready list until CREDIT comes; do not
+         * watch the socket meanwhile (backpressure). */
+        if (p->reading) {
+            p->reading = false;
+            arm(p);
+        }
+        return 0;
+    }
+    if (p->drained) {
+        /* The last read came back short: the socket was empty. Wait for readiness instead of
+         * spending a read() on EAGAIN. */
+        p->drained = false;
+        if (!p->reading) {
+            p->reading = true;
+            arm(p);
+        }
         return 0;
     }
     size_t n = 0;
     int rv = up_sock_read(p->rs, dst, max, &n);
     if (rv == UP_OK) {
+        p->drained = n < max && !p->rs->ssl;
         return n;
     }
     if (rv == UP_EAGAIN) {
-        p->reading = true;
-        arm(p);
+        if (!p->reading) {
+            p->reading = true;
+            arm(p);
+        }
         return 0;
     }
     if (rv == UP_EOF) {

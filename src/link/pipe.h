@@ -28,6 +28,7 @@ struct up_pipe {
     size_t out_max;
     bool started;   /* local fds attached */
     bool reading;   /* read interest armed */
+    bool drained;   /* the last read was short: the socket is empty for now */
     bool rd_eof;    /* local side sent EOF */
     bool fin_rcvd;  /* link side sent FIN */
     bool wr_shut;   /* we shut down the local write side */

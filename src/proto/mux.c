@@ -307,8 +307,8 @@ void up_mux_encode_hdr(uint8_t dst[UP_MUX_HDR], uint32_t len, uint8_t type, uint
     up_wr_u32be(dst + 5, sid);
 }
 
-int up_mux_encode_open(uint8_t *dst, size_t cap, uint32_t sid, uint32_t window,
-                       const char *name, const uint8_t *meta, size_t meta_len)
+int up_mux_encode_open(uint8_t *dst, size_t cap, uint32_t sid, uint32_t window, const char *name,
+                       const uint8_t *meta, size_t meta_len)
 {
     size_t name_len = strlen(name);
     if (!valid_name(name, name_len) || meta_len > UP_MUX_MAX_META || sid == 0 ||
@@ -355,8 +355,8 @@ int up_mux_encode_credit(uint8_t *dst, size_t cap, uint32_t sid, uint32_t inc)
     return encode_u32(dst, cap, UP_MUX_CREDIT, sid, inc);
 }
 
-static int encode_reason(uint8_t *dst, size_t cap, uint8_t type, uint32_t sid,
-                         const uint8_t *pre, size_t pre_len, uint32_t code, const char *reason)
+static int encode_reason(uint8_t *dst, size_t cap, uint8_t type, uint32_t sid, const uint8_t *pre,
+                         size_t pre_len, uint32_t code, const char *reason)
 {
     size_t rlen = reason ? strlen(reason) : 0;
     if (rlen > UP_MUX_MAX_REASON) {
@@ -441,8 +441,7 @@ int up_mux_flow_on_credit(struct up_mux_flow *f, uint32_t inc)
     return UP_OK;
 }
 
-uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us,
-                              uint64_t srtt_us)
+uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us, uint64_t srtt_us)
 {
     if (n > UP_MUX_MAX_WINDOW - f->recv_pending) {
         n = UP_MUX_MAX_WINDOW - f->recv_pending;

@@ -116,8 +116,9 @@ def test_no_leaked_fds_after_many_streams(stack, echo):
     relay = stack.start_relay()
     agent = stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"])
     c = stack.start_connect("echo")
-    assert exchange(c.port, b"warm") == b"warm"
+    # Baseline with the links up and no stream yet.
     base = (relay.nfds(), agent.nfds(), c.nfds())
+    assert exchange(c.port, b"warm") == b"warm"
     for i in range(200):
         assert exchange(c.port, b"x" * (i * 100)) == b"x" * (i * 100)
     now = lambda: (relay.nfds(), agent.nfds(), c.nfds())  # noqa: E731

@@ -40,7 +40,8 @@ struct up_link_cfg {
 #define UP_LINK_CHUNK (128u * 1024u)  /* bytes pulled per stream per turn (fairness quantum) */
 #define UP_LINK_RX_CAP (256u * 1024u) /* socket read buffer */
 #define UP_LINK_TX_HIGH (512u * 1024u)
-#define UP_LINK_MIN_RTT_US 500u /* RTT floor for window auto-tuning */
+#define UP_LINK_SNDBUF (4 << 20) /* link socket send buffer (the kernel doubles it) */
+#define UP_LINK_MIN_RTT_US 500u  /* RTT floor for window auto-tuning */
 
 void up_link_cfg_defaults(struct up_link_cfg *cfg);
 

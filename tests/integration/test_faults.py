@@ -31,9 +31,23 @@ def recv_eof(sock, timeout):
 
 
 def test_relay_killed_closes_client_sockets_and_agent_reconnects(stack, echo):
+    backend_closed = []
+
+    def echo_then_note_close(sock):
+        try:
+            while True:
+                b = sock.recv(65536)
+                if not b:
+                    break
+                sock.sendall(b)
+        except OSError:
+            pass
+        backend_closed.append(True)
+
+    srv = Server(echo_then_note_close)
     relay = stack.start_relay()
     port = stack.relay_port
-    agent = stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"], "--backoff-max", "2s")
+    agent = stack.start_agent([f"echo=tcp://127.0.0.1:{srv.port}"], "--backoff-max", "2s")
     c = stack.start_connect("echo", "--backoff-max", "2s")
     s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
     s.sendall(b"hello")
@@ -41,8 +55,10 @@ def test_relay_killed_closes_client_sockets_and_agent_reconnects(stack, echo):
     relay.kill()
     t0 = time.monotonic()
     assert recv_eof(s, 5), "connect kept the local socket open after the relay died"
+    wait_until(lambda: backend_closed, 5, "agent closed its backend socket")
     assert time.monotonic() - t0 < 2.0
     s.close()
+    srv.close()
     agent.wait_log("relay link down", 5)
     # Relay back on the same port: agent and connect return by themselves.
     stack.start_relay(port=port, name="relay2")
@@ -127,3 +143,41 @@ def test_no_leaked_fds_after_many_streams(stack, echo):
     except TimeoutError:
         raise AssertionError(f"fds (relay, agent, connect) were {base}, now {now()}")
     assert stack.stats()["link_streams"] == 0
+
+
+def test_silent_relay_detected_by_agent_and_connect(stack):
+    """The relay stops answering (SIGSTOP, socket open): agent and connect each declare their
+    link dead after the missed pings; connect closes its local socket, the agent closes its
+    backend socket."""
+    closed = []
+
+    def hold(sock):
+        try:
+            while sock.recv(65536):
+                pass
+        except OSError:
+            pass
+        closed.append(True)
+
+    srv = Server(hold)
+    try:
+        relay = stack.start_relay("--ping-interval", "60s")
+        fast = ("--ping-interval", "200ms", "--ping-misses", "2")
+        agent = stack.start_agent([f"hold=tcp://127.0.0.1:{srv.port}"], *fast)
+        c = stack.start_connect("hold", *fast)
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+        s.sendall(b"x")
+        wait_until(lambda: srv.handled == 0 and stack.stats()["streams_active"] == 1, 5,
+                   "stream open")
+        os.kill(relay.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            assert recv_eof(s, 5), "connect kept its socket after the relay went silent"
+            c.wait_log("pings unanswered", 5)
+            agent.wait_log("pings unanswered", 5)
+            wait_until(lambda: closed, 5, "agent closed the backend socket")
+            assert time.monotonic() - t0 < 3.0
+        finally:
+            os.kill(relay.pid, signal.SIGCONT)
+    finally:
+        srv.close()

@@ -58,13 +58,13 @@ def test_relay_killed_closes_client_sockets_and_agent_reconnects(stack, echo):
     wait_until(lambda: backend_closed, 5, "agent closed its backend socket")
     assert time.monotonic() - t0 < 2.0
     s.close()
-    srv.close()
     agent.wait_log("relay link down", 5)
     # Relay back on the same port: agent and connect return by themselves.
     stack.start_relay(port=port, name="relay2")
     agent.wait_log("connected to relay", 10, count=2)
     c.wait_log("connected to relay", 10, count=2)
     assert exchange(c.port, b"again", timeout=10) == b"again"
+    srv.close()
 
 
 def test_agent_killed_resets_client_streams(stack, echo):

@@ -767,6 +767,17 @@ static void hc_read_head(struct hconn *c)
             return;
         }
         up_buf_commit(&c->in, n);
+        /* Fail fast on what cannot be an HTTP request (every method starts with a letter),
+         * instead of waiting for a head that will never end. */
+        uint8_t first = up_buf_rptr(&c->in)[0];
+        if (!((first >= 'A' && first <= 'Z') || (first >= 'a' && first <= 'z'))) {
+            uv_timer_stop(&c->timer);
+            hc_error(c, 400, "Bad Request",
+                     first == 0x16 ? "TLS sent to a plain-HTTP port (use ws://, or start the "
+                                     "relay with --tls-cert/--tls-key)"
+                                   : "not an HTTP request");
+            return;
+        }
         struct up_h1_header hdrs[HCONN_MAX_HEADERS];
         struct up_h1_msg m;
         rv = up_h1_parse_request(up_buf_rptr(&c->in), up_buf_len(&c->in), &c->scan, &m, hdrs,

@@ -376,7 +376,28 @@ socat_chain esocat "$P_ECHO" "$P_ESOCAT_A" "$P_ESOCAT_B" "$P_ESOCAT_C" ,nodelay
 run_pingpong direct "$P_ECHO" echo
 run_pingpong underpass_ws "$P_CONN_WS_ECHO" connect-ws-echo relay-ws agent-ws echo
 run_pingpong socat_chain "$P_ESOCAT_A" esocat-a esocat-b esocat-c echo
-stop esocat-a esocat-b esocat-c connect-ws-echo connect-ws agent-ws relay-ws
+stop esocat-a esocat-b esocat-c
+
+# 6. fairness: interactive round trips while iperf3 saturates the same agent link (the
+# interactive stream comes from another connect, so only the relay→agent link is shared).
+iperf_server iperf-ws "$P_IPERF_WS"
+start iperf-bulk timeout $((DUR + 30)) iperf3 -c 127.0.0.1 -p "$P_CONN_WS" -t "$DUR" \
+    --connect-timeout 5000
+bulk_running() {
+    python3 - "$P_RELAY_WS" <<'PY'
+import json, sys, urllib.request
+with urllib.request.urlopen(f"http://127.0.0.1:{sys.argv[1]}/stats", timeout=2) as r:
+    sys.exit(0 if json.load(r)["bytes_relayed"] > (256 << 20) else 1)
+PY
+}
+wait_until "the bulk stream to run" iperf-bulk bulk_running
+SAVED_ROUNDS=$ROUNDS SAVED_WARMUP=$WARMUP
+ROUNDS=$((DUR * 100)) WARMUP=20 # fits well inside the bulk run at a few ms per round
+run_pingpong underpass_ws_under_bulk "$P_CONN_WS_ECHO" connect-ws-echo relay-ws agent-ws echo
+ROUNDS=$SAVED_ROUNDS WARMUP=$SAVED_WARMUP
+wait_exit iperf-bulk $((DUR + 30))
+wait_exit iperf-ws 10
+stop connect-ws-echo connect-ws agent-ws relay-ws
 
 # 6. underpass wss
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 \

@@ -37,7 +37,10 @@ struct up_link_cfg {
 #define UP_LINK_DEFAULT_MAX_STREAMS 10240 /* the brief's 10,000 streams per link */
 #define UP_LINK_DEFAULT_PING_MS 20000     /* well under common 60 s proxy idle timeouts */
 #define UP_LINK_DEFAULT_PING_MISSES 3
-#define UP_LINK_CHUNK (128u * 1024u)  /* bytes pulled per stream per turn (fairness quantum) */
+/* Bytes pulled per stream per turn (the fairness quantum): 9 + 65526 = 65535 keeps every DATA
+ * frame's WebSocket length in the 16-bit form, so a short read never has to be moved to fit a
+ * smaller header than the one reserved. */
+#define UP_LINK_CHUNK 65526u
 #define UP_LINK_RX_CAP (256u * 1024u) /* socket read buffer */
 #define UP_LINK_TX_HIGH (512u * 1024u)
 #define UP_LINK_SNDBUF (4 << 20) /* link socket send buffer (the kernel doubles it) */

@@ -11,6 +11,8 @@ static const struct up_opt connect_opts[] = {
     {"listen", UP_OPT_STR, NULL, "IP:PORT", "accept local connections here, one stream each"},
     {"stdio", UP_OPT_FLAG, NULL, NULL,
      "use stdin/stdout as the one stream (ssh -o ProxyCommand=...)"},
+    {"hold", UP_OPT_DURATION, "10s", "DURATION",
+     "how long a local connection may wait while the relay link is down"},
     UP_LINK_OPTS,
 };
 #define NOPTS (sizeof connect_opts / sizeof connect_opts[0])
@@ -55,6 +57,7 @@ int cmd_connect(int argc, char **argv)
     cfg.service = pos[0];
     cfg.listen = cli_val(connect_opts, NOPTS, v, "listen")->str;
     cfg.stdio = cli_val(connect_opts, NOPTS, v, "stdio")->num != 0;
+    cfg.hold_ms = cli_val(connect_opts, NOPTS, v, "hold")->num;
     if (!cfg.stdio == !cfg.listen) {
         return cli_fail("connect", "give exactly one of --listen IP:PORT or --stdio");
     }

@@ -24,6 +24,17 @@ struct up_client {
     int status;
     size_t active;
     char addr[80];
+    /* Local connections accepted while the relay link is down wait here (bounded in count and
+     * time) instead of being dropped: a user who starts ssh right after connect, or during a
+     * relay restart, gets through once the link is back. */
+    struct {
+        int fd;
+        uint64_t since_ms;
+        char peer[80];
+    } held[UP_CLIENT_MAX_HELD];
+    size_t nheld;
+    uv_timer_t held_timer;
+    bool held_timer_init;
 };
 
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
@@ -83,8 +94,17 @@ static void on_accept(struct up_sock *ls, bool readable, bool writable)
         char pa[80];
         up_addr_format((struct sockaddr *)&peer, pa, sizeof pa);
         if (!c->link) {
-            UP_LOGW("closing connection from %s: no link to the relay right now", pa);
-            close(fd);
+            if (c->nheld == UP_CLIENT_MAX_HELD) {
+                UP_LOGW("closing connection from %s: no link to the relay and %d waiting already",
+                        pa, UP_CLIENT_MAX_HELD);
+                close(fd);
+                continue;
+            }
+            c->held[c->nheld].fd = fd;
+            c->held[c->nheld].since_ms = uv_now(c->loop);
+            snprintf(c->held[c->nheld].peer, sizeof c->held[c->nheld].peer, "%s", pa);
+            c->nheld++;
+            UP_LOGI("connection from %s waits for the relay link", pa);
             continue;
         }
         int rv = open_stream(c, fd, fd, pa);
@@ -95,10 +115,42 @@ static void on_accept(struct up_sock *ls, bool readable, bool writable)
     }
 }
 
+/* Open streams for held connections (link up), or close those that waited too long. */
+static void release_held(struct up_client *c, bool expire_only)
+{
+    size_t keep = 0;
+    uint64_t now = uv_now(c->loop);
+    for (size_t i = 0; i < c->nheld; i++) {
+        int fd = c->held[i].fd;
+        if (!expire_only && c->link) {
+            int rv = open_stream(c, fd, fd, c->held[i].peer);
+            if (rv < 0 && rv != UP_ESYS) {
+                UP_LOGW("cannot open a stream for %s: %s", c->held[i].peer, up_strerror(rv));
+                close(fd);
+            }
+            continue;
+        }
+        if (c->stopping || now - c->held[i].since_ms >= c->cfg.hold_ms) {
+            UP_LOGW("closing connection from %s: no link to the relay within %.1fs",
+                    c->held[i].peer, (double)c->cfg.hold_ms / 1000.0);
+            close(fd);
+            continue;
+        }
+        c->held[keep++] = c->held[i];
+    }
+    c->nheld = keep;
+}
+
+static void on_held_timer(uv_timer_t *t)
+{
+    release_held(t->data, true);
+}
+
 static void on_up(struct up_uplink *u, struct up_link *l)
 {
     struct up_client *c = up_uplink_ud(u);
     c->link = l;
+    release_held(c, false);
     if (c->cfg.stdio) {
         if (c->stdio_started) {
             return;
@@ -189,6 +241,10 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
         }
         c->listening = true;
         up_sock_want(&c->lsock, true, false);
+        uv_timer_init(loop, &c->held_timer);
+        c->held_timer.data = c;
+        c->held_timer_init = true;
+        uv_timer_start(&c->held_timer, on_held_timer, 250, 250);
     }
     c->cfg.up.reconnect = !cfg->stdio;
     c->up = up_uplink_new(loop, &c->cfg.up, &client_ops, c);
@@ -222,6 +278,12 @@ void up_client_stop(struct up_client *c)
         up_sock_close(&c->lsock, NULL);
         c->listening = false;
     }
+    if (c->held_timer_init) {
+        uv_timer_stop(&c->held_timer);
+        uv_close((uv_handle_t *)&c->held_timer, NULL);
+        c->held_timer_init = false;
+    }
+    release_held(c, true);
     if (c->up) {
         up_uplink_stop(c->up, "connect shutting down");
         c->up = NULL;

@@ -7,8 +7,11 @@
 
 #include "link/uplink.h"
 
+#define UP_CLIENT_MAX_HELD 128 /* local connections waiting for the relay link */
+
 struct up_client_cfg {
     struct up_uplink_cfg up;
+    uint64_t hold_ms; /* how long a local connection may wait for the relay link */
     const char *service;
     const char *listen; /* NULL with stdio */
     bool stdio;

@@ -1,5 +1,6 @@
 #include "link/dial.h"
 
+#include <errno.h>
 #include <netdb.h>
 #include <stdarg.h>
 #include <openssl/ssl.h>
@@ -245,6 +246,19 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         int e = up_tcp_connect_result(s->fd);
         if (e) {
             snprintf(d->last_err, sizeof d->last_err, "%s", strerror(e));
+            drop_sock(d, false);
+            d->cur = d->cur->ai_next;
+            try_next(d);
+            return;
+        }
+        /* A dial to a port nobody listens on can be given that very port as its source port
+         * and connect to itself (TCP simultaneous open): treat it as refused. */
+        struct sockaddr_storage la, pa;
+        socklen_t ll = sizeof la, pl = sizeof pa;
+        if (getsockname(s->fd, (struct sockaddr *)&la, &ll) == 0 &&
+            getpeername(s->fd, (struct sockaddr *)&pa, &pl) == 0 && ll == pl &&
+            memcmp(&la, &pa, ll) == 0) {
+            snprintf(d->last_err, sizeof d->last_err, "%s", strerror(ECONNREFUSED));
             drop_sock(d, false);
             d->cur = d->cur->ai_next;
             try_next(d);

@@ -17,6 +17,24 @@ def free_port():
     return port
 
 
+def free_port_outside_ephemeral():
+    """A free port below the ephemeral range, for a server that starts later: a client that
+    keeps dialing a port in the ephemeral range can be handed that very port as its own source
+    port and connect to itself (TCP simultaneous open), which then blocks the server's bind."""
+    import random
+    for _ in range(200):
+        port = random.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
+    raise RuntimeError("no free port below the ephemeral range")
+
+
 def wait_until(pred, timeout, what="condition", interval=0.02):
     deadline = time.monotonic() + timeout
     while True:

@@ -181,3 +181,34 @@ def test_silent_relay_detected_by_agent_and_connect(stack):
             os.kill(relay.pid, signal.SIGCONT)
     finally:
         srv.close()
+
+
+def test_local_connection_waits_for_the_relay_link(stack, echo):
+    """connect --listen accepted before the relay is up: the connection waits (--hold) and
+    goes through once relay and agent are there."""
+    from harness import free_port_outside_ephemeral
+    import threading
+    port = free_port_outside_ephemeral()
+    stack.relay_port = port
+    c = stack.start_connect("echo", "--backoff-max", "500ms", wait=False)
+    c.wait_log("connect ready on", 10)
+    result = []
+    t = threading.Thread(target=lambda: result.append(exchange(c.port, b"early", timeout=20)))
+    t.start()
+    c.wait_log("waits for the relay link", 5)
+    stack.start_relay(port=port)
+    stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"])
+    t.join(20)
+    assert result == [b"early"]
+
+
+def test_held_connection_closed_when_the_relay_stays_away(stack):
+    from harness import free_port_outside_ephemeral
+    stack.relay_port = free_port_outside_ephemeral()  # nothing listens there
+    c = stack.start_connect("echo", "--hold", "500ms", wait=False)
+    c.wait_log("connect ready on", 10)
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    t0 = time.monotonic()
+    assert recv_eof(s, 5)
+    assert 0.4 < time.monotonic() - t0 < 3.0
+    c.wait_log("no link to the relay within 0.5s", 5)

@@ -13,35 +13,11 @@
 
 #include "base/alloc.h"
 #include "feed.h"
+#include "trace.h"
 #include "hexbytes.h"
 #include "proto/mux.h"
 
 /* ---- trace runner ---------------------------------------------------------------------- */
-
-struct tr {
-    char *s;
-    size_t cap;
-    size_t len;
-};
-
-static void tr_add(struct tr *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void tr_add(struct tr *t, const char *fmt, ...)
-{
-    if (t->len + 1 >= t->cap) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        t->len += (size_t)n;
-        if (t->len >= t->cap) {
-            t->len = t->cap - 1;
-        }
-    }
-}
 
 static void tr_bytes(struct tr *t, const uint8_t *p, size_t n)
 {

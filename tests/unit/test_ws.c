@@ -11,35 +11,11 @@
 #include "base/alloc.h"
 #include "base/buf.h"
 #include "feed.h"
+#include "trace.h"
 #include "hexbytes.h"
 #include "proto/ws.h"
 
 /* ---- trace runner ---------------------------------------------------------------------- */
-
-struct tr {
-    char *s;
-    size_t cap;
-    size_t len;
-};
-
-static void tr_add(struct tr *t, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void tr_add(struct tr *t, const char *fmt, ...)
-{
-    if (t->len + 1 >= t->cap) {
-        return;
-    }
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(t->s + t->len, t->cap - t->len, fmt, ap);
-    va_end(ap);
-    if (n > 0) {
-        t->len += (size_t)n;
-        if (t->len >= t->cap) {
-            t->len = t->cap - 1;
-        }
-    }
-}
 
 /* Payload of one frame, merged over its DATA slices: the slicing depends on how the input
  * was split, the bytes must not. Long payloads are shown as length and checksum. */

@@ -816,11 +816,6 @@ size_t up_link_nstreams(const struct up_link *l)
     return l->nstreams;
 }
 
-uint64_t up_link_srtt_us(const struct up_link *l)
-{
-    return l->srtt_us;
-}
-
 void up_link_close(struct up_link *l, const char *reason)
 {
     fail(l, "%s", reason);
@@ -926,11 +921,6 @@ void up_link_ready(struct up_lstream *st)
     }
     ready_push(l, st);
     kick(l);
-}
-
-bool up_link_can_send(const struct up_lstream *st)
-{
-    return st->link && st->accepted && !st->fin_sent && st->flow.send_avail > 0;
 }
 
 /* Zero-copy send for an unmasked plain link with nothing queued: one writev of headers built

@@ -112,7 +112,6 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
 void *up_link_ud(const struct up_link *l);
 const struct up_link_stats *up_link_stats(const struct up_link *l);
 size_t up_link_nstreams(const struct up_link *l);
-uint64_t up_link_srtt_us(const struct up_link *l);
 /* Close the link: every stream gets on_close(LINK_LOST, reason) and then ops->on_close. With
  * goaway, a GOAWAY and a WS close are attempted first. Deferred to the loop; idempotent. */
 void up_link_close(struct up_link *l, const char *reason);
@@ -140,8 +139,6 @@ void up_link_ready(struct up_lstream *st);
 size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n);
 /* n received bytes reached the next hop: return credit. */
 void up_link_consumed(struct up_lstream *st, size_t n);
-/* Whether st may send right now (accepted, credit left). */
-bool up_link_can_send(const struct up_lstream *st);
 
 /* Microsecond monotonic clock used for flow control and RTT. */
 uint64_t up_now_us(void);

@@ -171,11 +171,6 @@ void *up_uplink_ud(const struct up_uplink *u)
     return u->ud;
 }
 
-struct up_link *up_uplink_link(const struct up_uplink *u)
-{
-    return u->link;
-}
-
 void up_uplink_stop(struct up_uplink *u, const char *reason)
 {
     if (u->stopping) {

@@ -37,7 +37,6 @@ struct up_uplink_ops {
 struct up_uplink *up_uplink_new(uv_loop_t *loop, const struct up_uplink_cfg *cfg,
                                 const struct up_uplink_ops *ops, void *ud);
 void *up_uplink_ud(const struct up_uplink *u);
-struct up_link *up_uplink_link(const struct up_uplink *u);
 /* Stop: close the link (streams reset), cancel dials and timers. The uplink frees itself. */
 void up_uplink_stop(struct up_uplink *u, const char *reason);
 

@@ -13,6 +13,7 @@
 struct ssl_ctx_st;
 struct ssl_st;
 struct up_dial;
+struct up_proxy;
 
 struct up_dial_cfg {
     const char *host;
@@ -21,8 +22,10 @@ struct up_dial_cfg {
     bool websocket;         /* do the HTTP upgrade */
     const char *path;       /* request target for the upgrade */
     const char *host_header;
-    const char *bearer;  /* Authorization: Bearer (may be NULL) */
-    uint64_t timeout_ms; /* whole dial, 0 = none */
+    const char *bearer;           /* Authorization: Bearer (may be NULL) */
+    uint64_t timeout_ms;          /* whole dial, 0 = none */
+    const struct up_proxy *proxy; /* go through this HTTP proxy (CONNECT); NULL = direct */
+    struct ssl_ctx_st *proxy_tls; /* client context for an https:// proxy */
 };
 
 /* err == 0: success; fd and ssl belong to the callee; leftover holds bytes read past the

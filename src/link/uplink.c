@@ -138,6 +138,8 @@ static void dial_now(struct up_uplink *u)
         .host_header = u->cfg.host_header,
         .bearer = u->cfg.token,
         .timeout_ms = u->cfg.dial_timeout_ms,
+        .proxy = u->cfg.proxy,
+        .proxy_tls = u->cfg.proxy_tls,
     };
     u->dial = up_dial_start(u->loop, &dc, on_dialed, u);
     if (!u->dial) {

@@ -11,6 +11,7 @@
 #include "link/link.h"
 
 struct up_uplink;
+struct up_proxy;
 
 struct up_uplink_cfg {
     const char *host;
@@ -18,7 +19,9 @@ struct up_uplink_cfg {
     const char *host_header;
     const char *path; /* request target, e.g. /v1/agent?services=ssh */
     const char *token;
-    struct ssl_ctx_st *tls; /* NULL for ws:// */
+    struct ssl_ctx_st *tls;       /* NULL for ws:// */
+    const struct up_proxy *proxy; /* HTTP proxy on the way out; NULL = direct */
+    struct ssl_ctx_st *proxy_tls; /* for an https:// proxy */
     struct up_link_cfg link;
     uint64_t backoff_min_ms, backoff_max_ms, dial_timeout_ms;
     bool reconnect; /* false: report the first failure and stop */

@@ -3,11 +3,13 @@
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "base/log.h"
 #include "link/url.h"
 #include "net/tls.h"
+#include "proto/proxy.h"
 
 const struct up_opt_val *cli_val(const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                                  const char *name)
@@ -63,6 +65,50 @@ int cli_link_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_
     return 0;
 }
 
+static const char *env_lookup(const char *name, void *ud)
+{
+    (void)ud;
+    return getenv(name);
+}
+
+/* Pick the proxy (flag, then the conventional variables) and say which one is used. */
+static int cli_proxy_cfg(const char *cmd, const struct up_opt *tab, size_t n,
+                         struct up_opt_val *vals, bool tls, const char *host, uint16_t port,
+                         struct up_uplink_cfg *uc)
+{
+    static struct up_proxy proxy; /* lives for the process */
+    const struct up_opt_val *pv = cli_val(tab, n, vals, "proxy");
+    const struct up_opt_val *pca = cli_val(tab, n, vals, "proxy-ca");
+    bool use = false;
+    const char *source = NULL, *why = NULL;
+    if (up_proxy_choose(tls, host, port, pv->str, env_lookup, NULL, &proxy, &use, &source, &why) <
+        0) {
+        return cli_fail(cmd, "%s: %s", source ? source : pv->source, why ? why : "bad proxy URL");
+    }
+    if (!use) {
+        if (pca->str) {
+            return cli_fail(cmd, "--proxy-ca given but no proxy is in use");
+        }
+        return 0;
+    }
+    if (proxy.tls) {
+        char err[512];
+        uc->proxy_tls = up_tls_client_ctx(pca->str, false, err, sizeof err);
+        if (!uc->proxy_tls) {
+            return cli_fail(cmd, "%s", err);
+        }
+    } else if (pca->str) {
+        return cli_fail(cmd, "--proxy-ca only applies to an https:// proxy");
+    }
+    uc->proxy = &proxy;
+    bool v6 = strchr(proxy.host, ':') != NULL;
+    UP_LOGI(v6 ? "going out through proxy %s://[%s]:%u%s (from %s)"
+               : "going out through proxy %s://%s:%u%s (from %s)",
+            proxy.tls ? "https" : "http", proxy.host, proxy.port,
+            proxy.has_auth ? " with credentials" : "", source);
+    return 0;
+}
+
 int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                    struct up_uplink_cfg *uc, char *base_path, size_t cap)
 {
@@ -110,6 +156,9 @@ int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct u
         }
     } else if (ca->str || insecure->num) {
         return cli_fail(cmd, "--ca and --insecure only apply to wss:// relays");
+    }
+    if (cli_proxy_cfg(cmd, tab, n, vals, url.tls, url.host, url.port, uc) != 0) {
+        return 2;
     }
     if (cli_link_cfg(cmd, tab, n, vals, &uc->link) != 0) {
         return 2;

@@ -31,6 +31,12 @@
          "do not verify the relay's certificate (testing only)"},                                  \
         {"dial-timeout", UP_OPT_DURATION, "10s", "DURATION",                                       \
          "limit for connect + TLS + upgrade to the relay"},                                        \
+        {"proxy", UP_OPT_STR, NULL, "URL",                                                         \
+         "HTTP proxy to go out through: http://[USER:PASS@]HOST:PORT or https://...; "             \
+         "default from https_proxy/HTTPS_PROXY (wss://) or http_proxy/HTTP_PROXY (ws://), "        \
+         "minus no_proxy/NO_PROXY; 'none' ignores them"},                                          \
+        {"proxy-ca", UP_OPT_STR, NULL, "FILE",                                                     \
+         "trust this CA (PEM) for an https:// proxy instead of the system's"},                     \
         {"backoff-min", UP_OPT_DURATION, "500ms", "DURATION", "first reconnect delay"},            \
     {                                                                                              \
         "backoff-max", UP_OPT_DURATION, "30s", "DURATION", "reconnect delay cap"                   \

@@ -14,6 +14,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "proto/h1.h"
+#include "proto/proxy.h"
 #include "proto/ws.h"
 
 #define DIAL_MAX_HEAD 16384
@@ -21,6 +22,9 @@
 enum dial_state {
     D_RESOLVE,  /* getaddrinfo in flight */
     D_CONNECT,  /* TCP connect in flight */
+    D_PTLS,     /* TLS handshake with an https:// proxy */
+    D_PREQ,     /* sending CONNECT to the proxy */
+    D_PRESP,    /* reading the proxy's answer */
     D_TLS,      /* TLS handshake */
     D_REQUEST,  /* sending the upgrade request */
     D_RESPONSE, /* reading the response head */
@@ -34,6 +38,10 @@ struct up_dial {
     uint16_t port;
     struct ssl_ctx_st *tls;
     bool websocket;
+    bool via_proxy;
+    struct up_proxy proxy;
+    struct ssl_ctx_st *proxy_tls;
+    char where[300]; /* "proxy HOST:PORT" or "HOST:PORT": what the TCP connect goes to */
     uv_getaddrinfo_t gai;
     struct addrinfo *ai, *cur;
     struct up_sock *sock; /* owned; freed in its close callback */
@@ -120,6 +128,23 @@ static void report_fail(struct up_dial *d, int status, const char *fmt, ...)
     }
 }
 
+/* Printable copy of the first bytes of b, for messages about unexpected answers. */
+static void first_bytes_at(const struct up_buf *b, size_t off, char *out, size_t cap)
+{
+    size_t len = up_buf_len(b) > off ? up_buf_len(b) - off : 0;
+    size_t show = len < cap - 1 ? len : cap - 1;
+    for (size_t i = 0; i < show; i++) {
+        char c = (char)up_buf_rptr(b)[off + i];
+        out[i] = (c >= 0x20 && c < 0x7f) ? c : '.';
+    }
+    out[show] = '\0';
+}
+
+static void first_bytes(const struct up_buf *b, char *out, size_t cap)
+{
+    first_bytes_at(b, 0, out, cap);
+}
+
 static void try_next(struct up_dial *d);
 static void on_sock(struct up_sock *s, bool readable, bool writable);
 
@@ -151,8 +176,109 @@ static void start_request(struct up_dial *d)
     on_sock(d->sock, false, true);
 }
 
+static void start_relay_tls(struct up_dial *d)
+{
+    int rv = d->via_proxy && d->proxy.tls ? up_tls_attach_inner(d->sock, d->tls, d->host)
+                                          : up_tls_attach(d->sock, d->tls, false, d->host);
+    if (rv < 0) {
+        report_fail(d, 0, "out of memory");
+        return;
+    }
+    d->state = D_TLS;
+    on_sock(d->sock, true, true);
+}
+
+static void start_connect_request(struct up_dial *d)
+{
+    char req[2048];
+    size_t n = 0;
+    if (up_proxy_connect_request(&d->proxy, d->host, d->port, req, sizeof req, &n) < 0 ||
+        up_buf_append(&d->out, req, n, sizeof req) < 0) {
+        report_fail(d, 0, "cannot build the CONNECT request for %s:%u", d->host, d->port);
+        return;
+    }
+    d->state = D_PREQ;
+    up_sock_want(d->sock, false, true);
+    on_sock(d->sock, false, true);
+}
+
+/* The proxy answered CONNECT (head parsed into m). */
+static void on_proxy_response(struct up_dial *d)
+{
+    struct up_h1_header hdrs[64];
+    struct up_h1_msg m;
+    int rv = up_h1_parse_response(up_buf_rptr(&d->in), up_buf_len(&d->in), &d->scan, &m, hdrs, 64,
+                                  DIAL_MAX_HEAD);
+    uint8_t b0 = up_buf_len(&d->in) ? up_buf_rptr(&d->in)[0] : 0;
+    if (rv == UP_EAGAIN && b0 == 'H') {
+        return;
+    }
+    char first[64];
+    first_bytes(&d->in, first, sizeof first);
+    if (rv < 0 || b0 != 'H') {
+        report_fail(d, 0, "%s did not answer CONNECT with HTTP (%s)%s; first bytes: \"%s\"",
+                    d->where, rv < 0 && m.err_reason ? m.err_reason : "not a status line",
+                    b0 == 0x15 || b0 == 0x16 ? "; it speaks TLS: use https:// in the proxy URL"
+                                             : "",
+                    first);
+        return;
+    }
+    if (m.status == 407) {
+        /* Status 0: these are the proxy's answers, not the relay's. */
+        report_fail(d, 0,
+                    d->proxy.has_auth
+                        ? "%s refused the credentials (407 Proxy Authentication Required): "
+                          "check the user and password in the proxy URL"
+                        : "%s requires authentication (407 Proxy Authentication Required): put "
+                          "them in the proxy URL, http://USER:PASSWORD@HOST:PORT",
+                    d->where);
+        return;
+    }
+    if (m.status == 403) {
+        report_fail(d, 0,
+                    "%s refused to connect to %s:%u (403 Forbidden): its policy does not allow "
+                    "this destination or port",
+                    d->where, d->host, d->port);
+        return;
+    }
+    if (m.status < 200 || m.status > 299) {
+        report_fail(d, 0, "%s could not connect to %s:%u: %d %.*s", d->where, d->host, d->port,
+                    m.status, (int)(m.reason_len > 80 ? 80 : m.reason_len), m.reason);
+        return;
+    }
+    if (up_buf_len(&d->in) != m.head_len) {
+        /* We have not sent anything through the tunnel yet, so nothing may come back. */
+        report_fail(d, 0, "%s sent bytes after its %d answer to CONNECT", d->where, m.status);
+        return;
+    }
+    up_buf_skip(&d->in, m.head_len);
+    up_buf_release_if_empty(&d->in);
+    d->scan = 0;
+    up_sock_want(d->sock, false, false);
+    if (d->tls) {
+        start_relay_tls(d);
+    } else if (d->websocket) {
+        start_request(d);
+    } else {
+        report_fail(d, 0, "internal: proxy dial without a WebSocket");
+    }
+}
+
 static void connected(struct up_dial *d)
 {
+    if (d->via_proxy) {
+        if (d->proxy.tls) {
+            if (up_tls_attach(d->sock, d->proxy_tls, false, d->proxy.host) < 0) {
+                report_fail(d, 0, "out of memory");
+                return;
+            }
+            d->state = D_PTLS;
+            on_sock(d->sock, true, true);
+            return;
+        }
+        start_connect_request(d);
+        return;
+    }
     if (d->tls) {
         if (up_tls_attach(d->sock, d->tls, false, d->host) < 0) {
             report_fail(d, 0, "out of memory");
@@ -183,15 +309,11 @@ static void on_response(struct up_dial *d)
         return;
     }
     if (rv < 0) {
-        size_t show = up_buf_len(&d->in) < 60 ? up_buf_len(&d->in) : 60;
         char first[64];
-        for (size_t i = 0; i < show; i++) {
-            char c = (char)up_buf_rptr(&d->in)[i];
-            first[i] = (c >= 0x20 && c < 0x7f) ? c : '.';
-        }
-        first[show] = '\0';
-        report_fail(d, 0, "relay did not answer with HTTP (%s); first bytes: \"%s\"",
-                    m.err_reason ? m.err_reason : "malformed", first);
+        first_bytes(&d->in, first, sizeof first);
+        report_fail(d, 0, "relay did not answer with HTTP (%s); first bytes: \"%s\"%s",
+                    m.err_reason ? m.err_reason : "malformed", first,
+                    first[0] == 0x15 || first[0] == 0x16 ? " (it speaks TLS: use wss://)" : "");
         return;
     }
     if (m.status != 101) {
@@ -207,8 +329,21 @@ static void on_response(struct up_dial *d)
             b[k++] = (char)((body[i] >= 0x20 && body[i] < 0x7f) ? body[i] : '.');
         }
         b[k] = '\0';
-        report_fail(d, m.status, "relay refused the upgrade: %d %.*s%s%s", m.status,
-                    (int)m.reason_len, m.reason, k ? ": " : "", b);
+        if (m.status >= 200 && m.status < 400) {
+            /* Not our relay talking: something answered in its place. */
+            char first[64];
+            first_bytes_at(&d->in, m.head_len, first, sizeof first);
+            report_fail(d, m.status,
+                        "relay answered %d %.*s without upgrading to WebSocket: a captive "
+                        "portal or a proxy that strips Upgrade may be in the way; first bytes: "
+                        "\"%s\"",
+                        m.status, (int)(m.reason_len > 60 ? 60 : m.reason_len), m.reason, first);
+            return;
+        }
+        bool stripped = (m.status == 400 || m.status == 426) && strstr(b, "Upgrade") != NULL;
+        report_fail(d, m.status, "relay refused the upgrade: %d %.*s%s%s%s", m.status,
+                    (int)m.reason_len, m.reason, k ? ": " : "", b,
+                    stripped ? " (a proxy on the way may strip the Upgrade header)" : "");
         return;
     }
     const char *why = NULL;
@@ -268,6 +403,72 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         connected(d);
         return;
     }
+    case D_PTLS: {
+        int rv = up_tls_handshake(s);
+        if (rv == UP_EAGAIN) {
+            return;
+        }
+        if (rv < 0) {
+            char buf[256];
+            report_fail(d, 0, "TLS handshake with %s failed: %s", d->where,
+                        up_tls_error(s, buf, sizeof buf));
+            return;
+        }
+        start_connect_request(d);
+        return;
+    }
+    case D_PREQ:
+        while (up_buf_len(&d->out)) {
+            size_t n = 0;
+            int rv = up_sock_write(s, up_buf_rptr(&d->out), up_buf_len(&d->out), &n);
+            if (rv == UP_EAGAIN) {
+                return;
+            }
+            if (rv < 0) {
+                report_fail(d, 0, "sending CONNECT to %s failed: %s", d->where,
+                            up_sock_strerror(s, rv));
+                return;
+            }
+            up_buf_skip(&d->out, n);
+        }
+        d->state = D_PRESP;
+        up_sock_want(s, true, false);
+        /* fallthrough */
+    case D_PRESP:
+        for (;;) {
+            if (up_buf_reserve(&d->in, 4096, DIAL_MAX_HEAD + 4096) < 0) {
+                report_fail(d, 0, "%s sent a response head that is too large", d->where);
+                return;
+            }
+            /* Read no further than the head could reach: bytes after it belong to TLS. */
+            size_t n = 0;
+            int rv = up_sock_read(s, up_buf_wptr(&d->in), 1, &n);
+            if (rv == UP_EAGAIN) {
+                return;
+            }
+            if (rv == UP_EOF) {
+                char first[64];
+                first_bytes(&d->in, first, sizeof first);
+                report_fail(d, 0, "%s closed the connection %s%s%s", d->where,
+                            up_buf_len(&d->in) ? "in the middle of its answer to CONNECT"
+                                               : "without answering CONNECT",
+                            up_buf_len(&d->in) ? "; first bytes: " : "", first);
+                return;
+            }
+            if (rv < 0) {
+                report_fail(d, 0, "reading the answer of %s failed: %s", d->where,
+                            up_sock_strerror(s, rv));
+                return;
+            }
+            up_buf_commit(&d->in, n);
+            uint8_t c = up_buf_rptr(&d->in)[up_buf_len(&d->in) - 1];
+            if (c == '\n' || up_buf_len(&d->in) < 8) {
+                on_proxy_response(d);
+                if (d->state != D_PRESP) {
+                    return;
+                }
+            }
+        }
     case D_TLS: {
         int rv = up_tls_handshake(s);
         if (rv == UP_EAGAIN) {
@@ -275,6 +476,18 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         }
         if (rv < 0) {
             char buf[256];
+            if (up_tls_verify_failed(s)) {
+                char issuer[256];
+                up_tls_peer_issuer(s, issuer, sizeof issuer);
+                up_tls_error(s, buf, sizeof buf);
+                report_fail(d, 0, "relay %s:%u is not trusted: %s%s%s%s", d->host, d->port, buf,
+                            issuer[0] ? "; its certificate was issued by " : "", issuer,
+                            d->via_proxy ? " (an intercepting, TLS-inspecting proxy may be in "
+                                           "the way: ask for its CA and pass it with --ca)"
+                                         : " (use --ca FILE for a private CA; a TLS-inspecting "
+                                           "middlebox may also be in the way)");
+                return;
+            }
             report_fail(d, 0, "TLS handshake with %s failed: %s", d->host,
                         up_tls_error(s, buf, sizeof buf));
             return;
@@ -377,8 +590,9 @@ static void try_next(struct up_dial *d)
         up_sock_want(s, false, true);
         return;
     }
-    report_fail(d, 0, "cannot connect to %s:%u: %s", d->host, d->port,
-                d->last_err[0] ? d->last_err : "no address");
+    report_fail(d, 0, "cannot connect to %s: %s%s", d->where,
+                d->last_err[0] ? d->last_err : "no address",
+                d->via_proxy ? " (is the proxy running and reachable?)" : "");
 }
 
 static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
@@ -393,7 +607,8 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
         return;
     }
     if (status < 0) {
-        report_fail(d, 0, "cannot resolve %s: %s", d->host, uv_strerror(status));
+        report_fail(d, 0, "cannot resolve %s%s: %s", d->via_proxy ? "proxy " : "",
+                    d->via_proxy ? d->proxy.host : d->host, uv_strerror(status));
         return;
     }
     d->ai = res;
@@ -407,12 +622,27 @@ static void on_timeout(uv_timer_t *t)
     if (d->state == D_RESOLVE) {
         /* getaddrinfo cannot be interrupted; report now and free when it returns. */
         d->cancelled = true;
-        d->cb(d->ud, -1, "timed out resolving the host", 0, -1, NULL, NULL, 0);
+        d->cb(d->ud, -1,
+              d->via_proxy ? "timed out resolving the proxy's host"
+                           : "timed out resolving the host",
+              0, -1, NULL, NULL, 0);
         return;
     }
-    static const char *const what[] = {"resolving", "connecting", "in the TLS handshake",
-                                       "sending the upgrade", "waiting for the upgrade"};
-    report_fail(d, 0, "timed out %s (%s:%u)", what[d->state], d->host, d->port);
+    static const char *const what[] = {
+        "resolving",
+        "connecting to",
+        "in the TLS handshake with",
+        "sending CONNECT to",
+        "waiting for the answer to CONNECT from",
+        "in the TLS handshake with the relay through",
+        "sending the upgrade to",
+        "waiting for the upgrade from",
+    };
+    const char *w = what[d->state];
+    if (d->state == D_TLS && !d->via_proxy) {
+        w = "in the TLS handshake with";
+    }
+    report_fail(d, 0, "timed out %s %s", w, d->where);
 }
 
 struct up_dial *up_dial_start(uv_loop_t *loop, const struct up_dial_cfg *cfg, up_dial_fn cb,
@@ -428,12 +658,24 @@ struct up_dial *up_dial_start(uv_loop_t *loop, const struct up_dial_cfg *cfg, up
     d->port = cfg->port;
     d->tls = cfg->tls;
     d->websocket = cfg->websocket;
+    if (cfg->proxy) {
+        d->via_proxy = true;
+        d->proxy = *cfg->proxy;
+        d->proxy_tls = cfg->proxy_tls;
+    }
     d->host = up_strdup(cfg->host);
     d->path = up_strdup(cfg->path ? cfg->path : "/");
     d->host_header = up_strdup(cfg->host_header ? cfg->host_header : cfg->host);
     d->bearer = cfg->bearer ? up_strdup(cfg->bearer) : NULL;
     up_buf_init(&d->out);
     up_buf_init(&d->in);
+    bool v6 = d->via_proxy ? strchr(d->proxy.host, ':') != NULL : strchr(cfg->host, ':') != NULL;
+    snprintf(d->where, sizeof d->where, v6 ? "%s[%s]:%u" : "%s%s:%u", d->via_proxy ? "proxy " : "",
+             d->via_proxy ? d->proxy.host : cfg->host, d->via_proxy ? d->proxy.port : cfg->port);
+    if (d->via_proxy && d->proxy.tls && !d->proxy_tls) {
+        dial_free(d);
+        return NULL;
+    }
     if (!d->host || !d->path || !d->host_header || (cfg->bearer && !d->bearer)) {
         dial_free(d);
         return NULL;
@@ -446,10 +688,11 @@ struct up_dial *up_dial_start(uv_loop_t *loop, const struct up_dial_cfg *cfg, up
     }
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
     char port[8];
-    snprintf(port, sizeof port, "%u", cfg->port);
+    snprintf(port, sizeof port, "%u", d->via_proxy ? d->proxy.port : cfg->port);
     d->gai.data = d;
     d->state = D_RESOLVE;
-    int rv = uv_getaddrinfo(loop, &d->gai, on_resolved, d->host, port, &hints);
+    int rv = uv_getaddrinfo(loop, &d->gai, on_resolved, d->via_proxy ? d->proxy.host : d->host,
+                            port, &hints);
     if (rv < 0) {
         /* Nothing in flight but the timer: close it and let the caller see NULL. */
         d->pending_handles = 1;

@@ -253,7 +253,19 @@ int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *
 
 bool up_sock_has_pending(const struct up_sock *s)
 {
-    return s->ssl && SSL_has_pending(s->ssl) == 1;
+    if (!s->ssl) {
+        return false;
+    }
+    if (SSL_has_pending(s->ssl) == 1) {
+        return true;
+    }
+    /* TLS inside TLS (an https:// proxy): the outer session may hold records too. */
+    BIO *b = SSL_get_rbio(s->ssl);
+    SSL *outer = NULL;
+    if (b && BIO_method_type(b) == BIO_TYPE_SSL && BIO_get_ssl(b, &outer) > 0 && outer) {
+        return SSL_has_pending(outer) == 1;
+    }
+    return false;
 }
 
 void up_sock_shutdown_write(struct up_sock *s)

@@ -117,6 +117,30 @@ int up_tls_attach(struct up_sock *s, struct ssl_ctx_st *ctx, bool server, const 
     return UP_OK;
 }
 
+int up_tls_attach_inner(struct up_sock *s, struct ssl_ctx_st *ctx, const char *host)
+{
+    SSL *inner = SSL_new(ctx);
+    BIO *outer = inner ? BIO_new(BIO_f_ssl()) : NULL;
+    if (!outer) {
+        SSL_free(inner);
+        return UP_ENOMEM;
+    }
+    /* The BIO owns the outer session from here; freeing the inner session frees both. */
+    BIO_set_ssl(outer, s->ssl, BIO_CLOSE);
+    SSL_set_bio(inner, outer, outer);
+    SSL_set_connect_state(inner);
+    if (host && host[0]) {
+        (void)SSL_set_tlsext_host_name(inner, host);
+        if (!X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(inner), host)) {
+            ERR_clear_error();
+            (void)SSL_set1_host(inner, host);
+        }
+    }
+    s->ssl = inner;
+    s->tls = UP_TLS_HANDSHAKE;
+    return UP_OK;
+}
+
 int up_tls_handshake(struct up_sock *s)
 {
     ERR_clear_error();
@@ -157,5 +181,36 @@ const char *up_tls_error(struct up_sock *s, char *buf, size_t cap)
         snprintf(buf, cap, "connection closed during TLS");
     }
     ERR_clear_error();
+    return buf;
+}
+
+bool up_tls_verify_failed(const struct up_sock *s)
+{
+    return s->ssl && SSL_get_verify_result(s->ssl) != X509_V_OK;
+}
+
+const char *up_tls_peer_issuer(const struct up_sock *s, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    if (!s->ssl || cap == 0) {
+        return buf;
+    }
+    /* On a failed verification the session has no peer certificate yet, but the chain the
+     * peer sent (leaf first, on the client side) is kept. */
+    STACK_OF(X509) *chain = SSL_get_peer_cert_chain(s->ssl);
+    X509 *leaf = chain && sk_X509_num(chain) > 0 ? sk_X509_value(chain, 0) : NULL;
+    if (!leaf) {
+        return buf;
+    }
+    BIO *mem = BIO_new(BIO_s_mem());
+    if (!mem) {
+        return buf;
+    }
+    if (X509_NAME_print_ex(mem, X509_get_issuer_name(leaf), 0,
+                           XN_FLAG_ONELINE & ~ASN1_STRFLGS_ESC_MSB) >= 0) {
+        int n = BIO_read(mem, buf, (int)(cap - 1 > 400 ? 400 : cap - 1));
+        buf[n > 0 ? n : 0] = '\0';
+    }
+    BIO_free(mem);
     return buf;
 }

@@ -19,10 +19,18 @@ void up_tls_ctx_free(struct ssl_ctx_st *ctx);
  * host) or as a server. Returns UP_OK or UP_ENOMEM. */
 UP_NODISCARD int up_tls_attach(struct up_sock *s, struct ssl_ctx_st *ctx, bool server,
                                const char *host);
+/* Attach a second TLS session inside the one already on s (TLS to an https:// proxy, then TLS
+ * to the relay through the proxy's tunnel): the new session reads and writes through the old
+ * one, which it then owns. Client side only. Returns UP_OK or UP_ENOMEM. */
+UP_NODISCARD int up_tls_attach_inner(struct up_sock *s, struct ssl_ctx_st *ctx, const char *host);
 /* Drive the handshake: UP_OK when done, UP_EAGAIN (poll interest updated), UP_ETLS. */
 UP_NODISCARD int up_tls_handshake(struct up_sock *s);
 /* One line describing why the last TLS operation on s failed (verification result included);
  * clears the OpenSSL error queue. */
 const char *up_tls_error(struct up_sock *s, char *buf, size_t cap);
+/* Whether the last handshake failed because the peer's certificate did not verify. */
+bool up_tls_verify_failed(const struct up_sock *s);
+/* The issuer of the certificate the peer presented ("CN=..., O=..."), or "" when unknown. */
+const char *up_tls_peer_issuer(const struct up_sock *s, char *buf, size_t cap);
 
 #endif

@@ -5,7 +5,9 @@
  * Which proxy: an explicit one (--proxy / UNDERPASS_PROXY) wins; otherwise, for a wss://
  * relay, https_proxy then HTTPS_PROXY; for ws://, http_proxy then HTTP_PROXY (lowercase wins,
  * as with curl and wget; an empty value counts as unset). Then no_proxy / NO_PROXY (lowercase
- * wins) can exclude the relay host, for the explicit proxy too, as with curl. */
+ * wins) can exclude the relay host, for the explicit proxy too, as with curl. A loopback relay
+ * (localhost, *.localhost, 127.0.0.0/8, ::1) never uses a proxy from the environment, as with
+ * Go's ProxyFromEnvironment; an explicit --proxy still applies to it. */
 #ifndef UP_PROTO_PROXY_H
 #define UP_PROTO_PROXY_H
 

@@ -30,7 +30,10 @@ def bin_path():
 def env():
     e = dict(os.environ)
     for k in list(e):
-        if k.startswith("UNDERPASS_"):
+        # Our own settings and the machine's proxy variables must not leak into a test: a
+        # test that wants a proxy sets them itself.
+        if k.startswith("UNDERPASS_") or k.lower() in ("http_proxy", "https_proxy", "no_proxy",
+                                                       "all_proxy"):
             del e[k]
     e["UNDERPASS_SECRET"] = SECRET
     return e

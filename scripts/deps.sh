@@ -9,7 +9,13 @@ APT_PKGS=(
     clang clang-format libclang-rt-14-dev
     python3 python3-pytest
     iperf3 socat openssh-client openssh-server openssl procps iproute2 curl
+    # network-namespace tests: firewall rules and real proxies (tests/integration/netns.py,
+    # proxies.py); the tests start these daemons themselves, never as services
+    nftables squid tinyproxy nginx haproxy
 )
+# Packages above that ship a service the tests must not find already running (it would hold
+# ports such as 80, 3128, 8888).
+DAEMONS=(squid tinyproxy nginx haproxy)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do
@@ -23,8 +29,26 @@ if ((${#missing[@]})); then
     SUDO=""
     if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
+    # Keep maintainer scripts from starting the daemons: invoke-rc.d and deb-systemd-invoke
+    # obey policy-rc.d, exit 101 = "action forbidden". Only when there is none already.
+    policy=""
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+        policy=/usr/sbin/policy-rc.d
+        printf '#!/bin/sh\nexit 101\n' | $SUDO tee "$policy" >/dev/null
+        $SUDO chmod 755 "$policy"
+        trap '$SUDO rm -f "$policy"' EXIT
+    fi
     $SUDO apt-get update -qq >/dev/null
     $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    if [ -n "$policy" ]; then $SUDO rm -f "$policy"; trap - EXIT; fi
+    # Nor at boot, on a systemd machine, for the daemons installed just now.
+    if [ -d /run/systemd/system ]; then
+        for d in "${DAEMONS[@]}"; do
+            if [[ " ${missing[*]} " == *" $d "* ]]; then
+                $SUDO systemctl disable --now "$d" >/dev/null 2>&1 || true
+            fi
+        done
+    fi
 fi
 
 # pytest must be importable by the python3 that runs the integration tests.

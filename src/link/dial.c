@@ -223,15 +223,17 @@ static void on_proxy_response(struct up_dial *d)
                     first);
         return;
     }
-    if (m.status == 407) {
+    /* Some proxies (tinyproxy 1.11) answer bad credentials with 401 instead of 407. */
+    if (m.status == 407 || m.status == 401) {
         /* Status 0: these are the proxy's answers, not the relay's. */
+        int rl = (int)(m.reason_len > 60 ? 60 : m.reason_len);
         report_fail(d, 0,
                     d->proxy.has_auth
-                        ? "%s refused the credentials (407 Proxy Authentication Required): "
-                          "check the user and password in the proxy URL"
-                        : "%s requires authentication (407 Proxy Authentication Required): put "
-                          "them in the proxy URL, http://USER:PASSWORD@HOST:PORT",
-                    d->where);
+                        ? "%s refused the credentials (%d %.*s): check the user and password in "
+                          "the proxy URL"
+                        : "%s requires authentication (%d %.*s): put them in the proxy URL, "
+                          "http://USER:PASSWORD@HOST:PORT",
+                    d->where, m.status, rl, m.reason);
         return;
     }
     if (m.status == 403) {

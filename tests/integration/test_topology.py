@@ -1,0 +1,288 @@
+"""The promise of the product on a real network: the private side opens no inbound port and
+gets out only through an authenticating HTTP proxy, yet a client outside reaches its service.
+
+               <p>-net: bridge (black-hole rules cut the wire here)
+        +--------------+--------------+--------------+
+   <p>-priv        <p>-proxy       <p>-pub        <p>-out
+   .2 firewalled   .3 squid :3128  .4 relay :8080  .5 client
+   agent, service  tinyproxy :8888     relay :8443 (wss)
+   :7001
+
+nftables in priv drops every inbound new connection and every outbound one except to the
+proxies. The agent finds its proxy in the conventional variables (http_proxy for ws://,
+HTTPS_PROXY for wss://), as it would on a locked-down host.
+"""
+import hashlib
+import json
+import os
+import shutil
+import socket
+import threading
+import time
+from types import SimpleNamespace
+
+import pytest
+
+import netns
+from conftest import BIN, SECRET, mint
+from harness import digest_handler, wait_until
+from proxies import SQUID_AUTH_HELPER, Squid, Tinyproxy, make_cert, require
+
+netns.skip_unless_available()
+
+SVC_PORT = 7001
+WS_PORT = 8080
+WSS_PORT = 8443
+SQUID_PORT = 3128
+TINY_PORT = 8888
+# squid gets an "@" in the password (percent-encoded in the URL); tinyproxy's config only
+# takes [A-Za-z0-9._-] there.
+PASSWORDS = {"squid": "s3cret@pass", "tinyproxy": "s3cret.pass"}
+
+
+def base_env():
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("UNDERPASS_") and k.lower() not in
+         ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
+    e["UNDERPASS_SECRET"] = SECRET
+    return e
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("topology")
+    with netns.topology(tmp) as t:
+        w = SimpleNamespace(topo=t, tmp=tmp, env=base_env())
+        w.svc = t.server("priv", digest_handler, port=SVC_PORT)
+        t.firewall(SQUID_PORT, dest="proxy", host="priv", also=[("proxy", TINY_PORT)])
+        cert, key, _ = make_cert(tmp, ips=(t.ip("pub"),), dns=("relay.test",))
+        w.ca = cert
+        w.relay = t.proc("pub", [BIN, "relay", "--listen", f"0.0.0.0:{WS_PORT}",
+                                 "--ping-interval", "1s", "--ping-misses", "2"],
+                         env=w.env, log_path=tmp / "relay.log")
+        w.relay.wait_log("relay ready on", 10)
+        w.relay_tls = t.proc("pub", [BIN, "relay", "--listen", f"0.0.0.0:{WSS_PORT}",
+                                     "--tls-cert", str(cert), "--tls-key", str(key)],
+                             env=w.env, log_path=tmp / "relay-tls.log")
+        w.relay_tls.wait_log("relay ready on", 10)
+        require("squid", SQUID_AUTH_HELPER)
+        w.squid = Squid(tmp, users={"agent": PASSWORDS["squid"]}, topo=t, host="proxy", port=SQUID_PORT)
+        w.tiny = None
+        if shutil.which("tinyproxy"):
+            w.tiny = Tinyproxy(tmp, users={"agent": PASSWORDS["tinyproxy"]}, connect_ports=[WS_PORT, WSS_PORT], topo=t,
+                               host="proxy", port=TINY_PORT)
+        yield w
+
+
+def proxy_url(w, kind, user="agent", password=None):
+    password = password or PASSWORDS[kind]
+    port = SQUID_PORT if kind == "squid" else TINY_PORT
+    enc = password.replace("%", "%25").replace("@", "%40")
+    return f"http://{user}:{enc}@{w.topo.ip('proxy')}:{port}"
+
+
+def relay_url(w, tls):
+    return (f"wss://{w.topo.ip('pub')}:{WSS_PORT}" if tls
+            else f"ws://{w.topo.ip('pub')}:{WS_PORT}")
+
+
+def start_agent(w, name, tls=False, env_extra=None, extra=(), wait=True):
+    env = dict(w.env, **(env_extra or {}))
+    args = [BIN, "agent", "--relay", relay_url(w, tls), "--token",
+            mint(w.env, "agent", "svc"), "--service", f"svc=tcp://127.0.0.1:{SVC_PORT}",
+            "--dial-timeout", "3s", "--backoff-max", "2s", *extra]
+    if tls:
+        args += ["--ca", str(w.ca)]
+    p = w.topo.proc("priv", args, env=env, log_path=w.tmp / f"{name}.log", name=name)
+    if wait:
+        p.wait_log("connected to relay", 15)
+    return p
+
+
+def start_connect(w, name, tls=False, extra=()):
+    port = 9000 + (hash(name) % 900)
+    args = [BIN, "connect", "--relay", relay_url(w, tls), "--token",
+            mint(w.env, "client", "svc"), "svc", "--listen", f"127.0.0.1:{port}",
+            "--ping-interval", "1s", "--ping-misses", "2", *extra]
+    if tls:
+        args += ["--ca", str(w.ca)]
+    p = w.topo.proc("out", args, env=w.env, log_path=w.tmp / f"{name}.log", name=name)
+    p.wait_log("connected to relay", 15)
+    p.port = port
+    return p
+
+
+def exchange_in(w, host, port, data, timeout=60):
+    """Send data to 127.0.0.1:port inside host while reading the reply until EOF."""
+    s = w.topo.connect(host, "127.0.0.1", port, timeout=timeout)
+    got = []
+    t = threading.Thread(target=lambda: got.append(_read_all(s)), daemon=True)
+    t.start()
+    s.sendall(data)
+    s.shutdown(socket.SHUT_WR)
+    t.join(timeout)
+    s.close()
+    assert not t.is_alive(), "reply did not end in time"
+    return got[0]
+
+
+def _read_all(s):
+    out = []
+    while True:
+        b = s.recv(1 << 20)
+        if not b:
+            return b"".join(out)
+        out.append(b)
+
+
+def expect_digest(reply, data):
+    assert reply.decode().split() == [hashlib.sha256(data).hexdigest(), str(len(data))]
+
+
+def stats(w, port=WS_PORT):
+    s = w.topo.connect("pub", "127.0.0.1", port)
+    s.sendall(b"GET /stats HTTP/1.1\r\nHost: x\r\n\r\n")
+    body = _read_all(s).split(b"\r\n\r\n", 1)[1]
+    s.close()
+    return json.loads(body)
+
+
+def stop(p):
+    p.stop()
+
+
+def test_the_firewall_is_real(world):
+    t = world.topo
+    # Outside cannot reach the private service directly, nor can the private side reach the
+    # relay directly; both can reach what they are allowed to.
+    assert not t.can_connect("out", "priv", SVC_PORT, 1.0)
+    assert not t.can_connect("priv", "pub", WS_PORT, 1.0)
+    assert t.can_connect("out", "pub", WS_PORT, 2.0)
+    assert t.can_connect("priv", "proxy", SQUID_PORT, 2.0)
+    # An agent without its proxy does not get out.
+    a = start_agent(world, "agent-direct", wait=False)
+    a.wait_log("relay link down: timed out connecting to", 10)
+    assert "going out through proxy" not in a.text()
+    stop(a)
+
+
+@pytest.mark.parametrize("kind", ["squid", "tinyproxy"])
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_client_outside_reaches_the_private_service_through_proxy_and_relay(world, kind, tls):
+    if kind == "tinyproxy" and world.tiny is None:
+        pytest.skip("tinyproxy is not installed (scripts/deps.sh installs it)")
+    var = "HTTPS_PROXY" if tls else "http_proxy"
+    a = start_agent(world, f"agent-{kind}-{tls}", tls=tls,
+                    env_extra={var: proxy_url(world, kind)})
+    assert f"(from {var})" in a.text()
+    c = start_connect(world, f"connect-{kind}-{tls}", tls=tls)
+    data = os.urandom(8 << 20)
+    expect_digest(exchange_in(world, "out", c.port, data), data)
+    # The relay saw the agent come from the proxy's address, not the private host's.
+    relay = world.relay_tls if tls else world.relay
+    assert f"from {world.topo.ip('proxy')}:" in relay.text()
+    stop(c)
+    stop(a)
+
+
+@pytest.mark.parametrize("kind", ["squid", "tinyproxy"])
+def test_wrong_proxy_credentials_say_so(world, kind):
+    if kind == "tinyproxy" and world.tiny is None:
+        pytest.skip("tinyproxy is not installed (scripts/deps.sh installs it)")
+    a = start_agent(world, f"agent-badcreds-{kind}",
+                    env_extra={"http_proxy": proxy_url(world, kind, password="wrong")},
+                    wait=False)
+    a.wait_log("relay link down: ", 10)
+    port = SQUID_PORT if kind == "squid" else TINY_PORT
+    line = [ln for ln in a.text().splitlines() if "relay link down:" in ln][0]
+    assert f"proxy {world.topo.ip('proxy')}:{port} refused the credentials (40" in line, line
+    assert "check the user and password in the proxy URL" in line
+    if kind == "squid":
+        assert "(407 Proxy Authentication Required)" in line
+    assert "wrong" not in a.text()
+    stop(a)
+
+
+def test_no_proxy_excludes_the_relay(world):
+    a = start_agent(world, "agent-noproxy", wait=False,
+                    env_extra={"http_proxy": proxy_url(world, "squid"),
+                               "NO_PROXY": f"{world.topo.net}.0/24"})
+    a.wait_log("relay link down: timed out connecting to", 10)
+    assert "going out through proxy" not in a.text()
+    stop(a)
+
+
+def fds(p):
+    return len(os.listdir(f"/proc/{p.pid}/fd"))
+
+
+def test_a_black_holed_link_is_detected_and_every_hop_cleans_up(world):
+    """The client's link goes silent mid-transfer (no FIN, no RST): connect and the relay
+    both notice within ping interval x misses, the client's socket and the agent's backend
+    socket are closed, nothing leaks, and everything works again once the wire heals."""
+    t = world.topo
+    a = start_agent(world, "agent-bh", env_extra={"http_proxy": proxy_url(world, "squid")},
+                    extra=("--ping-interval", "1s", "--ping-misses", "2"))
+    c = start_connect(world, "connect-bh")
+    base = {"relay": fds(world.relay), "agent": fds(a), "connect": fds(c)}
+    handled0 = world.svc.handled
+    s = t.connect("out", "127.0.0.1", c.port)
+    s.sendall(os.urandom(1 << 20))
+    wait_until(lambda: stats(world)["streams_active"] == 1, 5, "stream bridged")
+    rule = t.blackhole(a="out", b="pub")
+    t0 = time.monotonic()
+    s.settimeout(10)
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+    closed_after = time.monotonic() - t0
+    # 2 misses x 1 s, plus a ping period of phase and scheduling slack.
+    assert closed_after < 4.5, f"client socket closed after {closed_after:.1f}s"
+    c.wait_log("relay link down", 5)
+    wait_until(lambda: stats(world)["streams_active"] == 0, 5, "relay reset the stream")
+    wait_until(lambda: world.svc.handled > handled0, 5, "backend socket closed by the agent")
+    s.close()
+    rule.remove()
+    c.wait_log("connected to relay", 15, count=2)
+    data = os.urandom(1 << 20)
+    expect_digest(exchange_in(world, "out", c.port, data), data)
+    wait_until(lambda: stats(world)["streams_active"] == 0, 5, "streams done")
+    wait_until(lambda: fds(world.relay) <= base["relay"] and fds(a) <= base["agent"] and
+               fds(c) <= base["connect"], 5, "no fd leaked")
+    stop(c)
+    stop(a)
+
+
+def test_a_black_holed_agent_link_is_detected_by_both_ends(world):
+    """The agent's side of the world goes silent (proxy to relay): the relay drops the agent's
+    link and resets the client's stream; the agent notices too and comes back through the
+    proxy once the wire heals."""
+    t = world.topo
+    a = start_agent(world, "agent-bh2", env_extra={"http_proxy": proxy_url(world, "squid")},
+                    extra=("--ping-interval", "1s", "--ping-misses", "2"))
+    c = start_connect(world, "connect-bh2")
+    s = t.connect("out", "127.0.0.1", c.port)
+    s.sendall(os.urandom(1 << 20))
+    wait_until(lambda: stats(world)["streams_active"] == 1, 5, "stream bridged")
+    n0 = world.relay.text().count("agent link from")
+    rule = t.blackhole(a="proxy", b="pub")
+    t0 = time.monotonic()
+    s.settimeout(10)
+    try:
+        while s.recv(65536):
+            pass
+    except OSError:
+        pass
+    assert time.monotonic() - t0 < 4.5
+    a.wait_log("relay link down", 5)
+    world.relay.wait_log("agent link from", 5, count=n0 + 1)
+    wait_until(lambda: stats(world)["streams_active"] == 0, 5, "relay reset the stream")
+    s.close()
+    rule.remove()
+    a.wait_log("connected to relay", 15, count=2)
+    data = os.urandom(1 << 20)
+    expect_digest(exchange_in(world, "out", c.port, data), data)
+    stop(c)
+    stop(a)

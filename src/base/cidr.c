@@ -194,3 +194,24 @@ bool up_cidr_list_match(const struct up_cidr_list *l, const uint8_t addr[16])
     }
     return false;
 }
+
+bool up_ip_is_v4(const uint8_t addr[16])
+{
+    return memcmp(addr, v4_mapped_prefix, sizeof v4_mapped_prefix) == 0;
+}
+
+void up_ip_format(const uint8_t addr[16], char *out, size_t cap)
+{
+    char text[INET6_ADDRSTRLEN];
+    const char *r = up_ip_is_v4(addr) ? inet_ntop(AF_INET, addr + 12, text, sizeof text)
+                                      : inet_ntop(AF_INET6, addr, text, sizeof text);
+    if (cap == 0) {
+        return;
+    }
+    size_t n = r ? strlen(text) : 0;
+    if (n >= cap) {
+        n = 0;
+    }
+    memcpy(out, text, n);
+    out[n] = '\0';
+}

@@ -20,6 +20,11 @@ UP_NODISCARD int up_cidr_parse(const char *s, size_t len, struct up_cidr *c);
 /* Parse a textual IP address s[0..len) (v4, v6, v6 in brackets, v4-mapped v6) into the
  * 16-byte form above. Returns UP_OK or UP_EINVAL. */
 UP_NODISCARD int up_ip_parse(const char *s, size_t len, uint8_t out[16]);
+/* Whether the 16-byte address is an IPv4-mapped one (::ffff:a.b.c.d). */
+bool up_ip_is_v4(const uint8_t addr[16]);
+/* Text form: dotted quad for IPv4-mapped addresses, RFC 5952 for the rest (no brackets).
+ * cap >= 46 always suffices. */
+void up_ip_format(const uint8_t addr[16], char *out, size_t cap);
 /* Whether the 16-byte address falls in c. */
 bool up_cidr_match(const struct up_cidr *c, const uint8_t addr[16]);
 

@@ -10,11 +10,25 @@
 #include "link/url.h"
 #include "proto/token.h"
 
+/* One of the agent's uplinks. */
+struct alink {
+    struct up_agent *agent;
+    struct up_uplink *up; /* NULL once it has been stopped or drained */
+    size_t idx;           /* 1-based, for logs */
+    uint64_t streams_total;
+};
+
 struct up_agent {
     uv_loop_t *loop;
     struct up_agent_cfg cfg;
     char path[2048];
-    struct up_uplink *up;
+    struct alink links[UP_AGENT_MAX_LINKS];
+    size_t nlinks;
+    size_t nstreams; /* backend connections (pipes) alive */
+    uv_timer_t drain_timer;
+    uint64_t drain_started_ms;
+    bool drain_timer_on;
+    bool draining;
     bool stopping;
 };
 
@@ -59,6 +73,7 @@ int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *e
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
 {
     struct bconn *b = p->ud;
+    b->agent->nstreams--;
     if (b->dial) {
         up_dial_cancel(b->dial);
         b->dial = NULL;
@@ -105,10 +120,26 @@ static const struct up_agent_service *find_service(const struct up_agent *a, con
     return NULL;
 }
 
+/* " (link 2/3)" when there are several, "" otherwise. */
+static const char *link_label(const struct alink *al, char *buf, size_t cap)
+{
+    if (al->agent->nlinks < 2) {
+        return "";
+    }
+    snprintf(buf, cap, " (link %zu/%zu)", al->idx, al->agent->nlinks);
+    return buf;
+}
+
 static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32_t window,
                     const char *name, size_t name_len, const uint8_t *meta, size_t meta_len)
 {
-    struct up_agent *a = up_uplink_ud(u);
+    struct alink *al = up_uplink_ud(u);
+    struct up_agent *a = al->agent;
+    if (a->draining || a->stopping) {
+        /* The link refuses OPENs after our GOAWAY; this is the belt to those braces. */
+        up_link_refuse(l, sid, UP_MUX_C_SHUTDOWN, "refused: agent shutting down");
+        return;
+    }
     const struct up_agent_service *svc = find_service(a, name, name_len);
     if (!svc) {
         char why[128];
@@ -125,6 +156,8 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
     }
     b->agent = a;
     b->pipe = p;
+    a->nstreams++; /* from here on_pipe_done runs exactly once */
+    al->streams_total++;
     snprintf(b->service, sizeof b->service, "%s", svc->name);
     /* The relay tells us the client's address: "client=IP:PORT\n..." */
     const char *k = "client=";
@@ -135,6 +168,8 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
         }
         b->client[o] = '\0';
     }
+    UP_LOGD("link %zu: stream %u for '%s' from %s (%llu on this link)", al->idx, sid, b->service,
+            b->client[0] ? b->client : "-", (unsigned long long)al->streams_total);
     if (up_link_attach(l, &p->st, sid, window, &up_pipe_stream_ops, p) < 0) {
         up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "agent out of memory");
         p->link_done = true;
@@ -154,30 +189,67 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
 
 static void on_up(struct up_uplink *u, struct up_link *l)
 {
-    struct up_agent *a = up_uplink_ud(u);
+    struct alink *al = up_uplink_ud(u);
+    struct up_agent *a = al->agent;
+    char lb[32];
     (void)l;
-    UP_LOGI("connected to relay %s:%u, serving %zu service(s)", a->cfg.up.host, a->cfg.up.port,
-            a->cfg.n_services);
+    UP_LOGI("connected to relay %s:%u, serving %zu service(s)%s", a->cfg.up.host, a->cfg.up.port,
+            a->cfg.n_services, link_label(al, lb, sizeof lb));
 }
 
 static void on_down(struct up_uplink *u, const char *reason, int status, uint64_t retry_ms)
 {
-    struct up_agent *a = up_uplink_ud(u);
-    if (a->stopping) {
+    struct alink *al = up_uplink_ud(u);
+    struct up_agent *a = al->agent;
+    char lb[32];
+    if (a->stopping || a->draining) {
         return;
     }
     if (status == 401 || status == 403) {
-        UP_LOGE("relay refused this agent: %s (retrying in %.1fs)", reason,
-                (double)retry_ms / 1000.0);
+        UP_LOGE("relay refused this agent%s: %s (retrying in %.1fs)", link_label(al, lb, sizeof lb),
+                reason, (double)retry_ms / 1000.0);
     } else {
-        UP_LOGW("relay link down: %s (retrying in %.1fs)", reason, (double)retry_ms / 1000.0);
+        UP_LOGW("relay link down%s: %s (retrying in %.1fs)", link_label(al, lb, sizeof lb), reason,
+                (double)retry_ms / 1000.0);
     }
+}
+
+static void drain_timer_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void drain_end(struct up_agent *a)
+{
+    if (a->drain_timer_on) {
+        a->drain_timer_on = false;
+        uv_timer_stop(&a->drain_timer);
+        uv_close((uv_handle_t *)&a->drain_timer, drain_timer_closed);
+    }
+}
+
+static void on_drained(struct up_uplink *u)
+{
+    struct alink *al = up_uplink_ud(u);
+    struct up_agent *a = al->agent;
+    al->up = NULL;
+    for (size_t i = 0; i < a->nlinks; i++) {
+        if (a->links[i].up) {
+            return;
+        }
+    }
+    if (a->drain_timer_on) {
+        UP_LOGI("drained: all streams ended in %.3fs",
+                (double)(uv_now(a->loop) - a->drain_started_ms) / 1000.0);
+    }
+    drain_end(a);
 }
 
 static const struct up_uplink_ops agent_ops = {
     .on_up = on_up,
     .on_down = on_down,
     .on_open = on_open,
+    .on_drained = on_drained,
 };
 
 struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const char *base_path,
@@ -205,11 +277,27 @@ struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const c
         return NULL;
     }
     a->cfg.up.path = a->path;
-    a->up = up_uplink_new(loop, &a->cfg.up, &agent_ops, a);
-    if (!a->up) {
-        snprintf(err, cap, "out of memory");
+    a->nlinks = cfg->links ? cfg->links : 1;
+    if (a->nlinks > UP_AGENT_MAX_LINKS) {
+        snprintf(err, cap, "at most %d links", UP_AGENT_MAX_LINKS);
         up_free(a);
         return NULL;
+    }
+    for (size_t i = 0; i < a->nlinks; i++) {
+        struct alink *al = &a->links[i];
+        al->agent = a;
+        al->idx = i + 1;
+        al->up = up_uplink_new(loop, &a->cfg.up, &agent_ops, al);
+        if (!al->up) {
+            snprintf(err, cap, "out of memory");
+            a->stopping = true;
+            for (size_t j = 0; j < i; j++) {
+                up_uplink_stop(a->links[j].up, "agent start-up failed");
+            }
+            /* The stopped uplinks free themselves from the loop; a itself is leaked on
+             * purpose rather than freed under them (start-up is failing anyway). */
+            return NULL;
+        }
     }
     return a;
 }
@@ -220,6 +308,48 @@ void up_agent_stop(struct up_agent *a)
         return;
     }
     a->stopping = true;
-    up_uplink_stop(a->up, "agent shutting down");
-    a->up = NULL;
+    for (size_t i = 0; i < a->nlinks; i++) {
+        if (a->links[i].up) {
+            up_uplink_stop(a->links[i].up, "agent shutting down");
+            a->links[i].up = NULL;
+        }
+    }
+    drain_end(a);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct up_agent *a = t->data;
+    UP_LOGI("drain timeout after %gs: resetting %zu stream(s)",
+            (double)a->cfg.drain_timeout_ms / 1000.0, a->nstreams);
+    up_agent_stop(a);
+}
+
+void up_agent_shutdown(struct up_agent *a)
+{
+    if (a->stopping || a->draining) {
+        return;
+    }
+    if (a->cfg.drain_timeout_ms == 0) {
+        up_agent_stop(a);
+        return;
+    }
+    a->draining = true;
+    a->drain_started_ms = uv_now(a->loop);
+    UP_LOGI("draining: %zu streams, up to %gs", a->nstreams,
+            (double)a->cfg.drain_timeout_ms / 1000.0);
+    uv_timer_init(a->loop, &a->drain_timer);
+    a->drain_timer.data = a;
+    a->drain_timer_on = true;
+    uv_timer_start(&a->drain_timer, on_drain_timeout, a->cfg.drain_timeout_ms, 0);
+    for (size_t i = 0; i < a->nlinks; i++) {
+        if (a->links[i].up) {
+            up_uplink_drain(a->links[i].up, "agent shutting down");
+        }
+    }
+}
+
+void up_agent_free(struct up_agent *a)
+{
+    up_free(a);
 }

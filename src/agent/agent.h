@@ -1,5 +1,7 @@
 /* The agent: dials out to the relay, registers named services, and for every stream the relay
- * opens connects to the service's backend and pipes bytes both ways. */
+ * opens connects to the service's backend and pipes bytes both ways. With links > 1 it keeps
+ * that many independent uplinks, each registering the same services: the relay spreads new
+ * streams over them and a lost link costs only its own streams. */
 #ifndef UP_AGENT_AGENT_H
 #define UP_AGENT_AGENT_H
 
@@ -9,6 +11,7 @@
 #include "link/uplink.h"
 
 #define UP_AGENT_MAX_SERVICES 32
+#define UP_AGENT_MAX_LINKS 16 /* --links: enough to spread load, few enough to stay polite */
 
 struct up_agent_service {
     char name[64];
@@ -21,6 +24,8 @@ struct up_agent_cfg {
     struct up_agent_service services[UP_AGENT_MAX_SERVICES];
     size_t n_services;
     uint64_t backend_timeout_ms; /* connect to a backend */
+    size_t links;                /* independent uplinks, 1..UP_AGENT_MAX_LINKS (0 = 1) */
+    uint64_t drain_timeout_ms;   /* up_agent_shutdown(): time streams get to finish, 0 = none */
 };
 
 struct up_agent;
@@ -30,6 +35,13 @@ int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *e
 /* Start the agent (cfg->up.path is filled here from base_path and the services). */
 struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const char *base_path,
                               char *err, size_t cap);
+/* Stop at once: close every link (streams reset). The loop ends once handles are closed. */
 void up_agent_stop(struct up_agent *a);
+/* Graceful stop: GOAWAY on every link (the relay routes no new stream here; streams crossing
+ * it are refused with a reason), let the streams finish for up to cfg.drain_timeout_ms, then
+ * close what is left. With drain_timeout_ms 0 this is up_agent_stop(). Idempotent. */
+void up_agent_shutdown(struct up_agent *a);
+/* Free the agent after the loop ended. NULL is a no-op. */
+void up_agent_free(struct up_agent *a);
 
 #endif

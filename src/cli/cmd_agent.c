@@ -10,13 +10,18 @@ static const struct up_opt agent_opts[] = {
     {"service", UP_OPT_LIST, NULL, "NAME=tcp://HOST:PORT",
      "a service to offer through the relay (repeat for more)"},
     {"backend-timeout", UP_OPT_DURATION, "10s", "DURATION", "limit for connecting to a backend"},
+    {"links", UP_OPT_U64, "1", "N",
+     "independent links to the relay (1-16), each serving every service; the relay spreads new "
+     "streams over them"},
+    {"drain-timeout", UP_OPT_DURATION, "30s", "DURATION",
+     "on SIGTERM/SIGINT, time streams get to finish before the agent exits (0 = exit at once)"},
     UP_LINK_OPTS,
 };
 #define NOPTS (sizeof agent_opts / sizeof agent_opts[0])
 
 static void stop(void *ud)
 {
-    up_agent_stop(ud);
+    up_agent_shutdown(ud);
 }
 
 int cmd_agent(int argc, char **argv)
@@ -37,7 +42,11 @@ int cmd_agent(int argc, char **argv)
                      "port is opened), registers the named services, and for each stream a client\n"
                      "opens connects to the service and copies bytes both ways. It reconnects by\n"
                      "itself with jittered exponential back-off and pings the relay to detect a\n"
-                     "dead link.",
+                     "dead link. When the relay drains (GOAWAY, e.g. before a restart) the agent\n"
+                     "dials a new link at once and keeps the old one until its streams end.\n"
+                     "SIGTERM or SIGINT drains the agent: it sends GOAWAY so the relay routes new\n"
+                     "streams elsewhere, waits up to --drain-timeout for its streams, then exits.\n"
+                     "A second SIGTERM/SIGINT ends it at once.",
                      agent_opts, NOPTS,
                      "  underpass agent --relay wss://relay.example.com --token-file agent.jwt \\\n"
                      "      --service ssh=tcp://127.0.0.1:22 --service web=tcp://127.0.0.1:8080\n");
@@ -70,6 +79,12 @@ int cmd_agent(int argc, char **argv)
     }
     cfg.n_services = svc->nlist;
     cfg.backend_timeout_ms = cli_val(agent_opts, NOPTS, v, "backend-timeout")->num;
+    uint64_t links = cli_val(agent_opts, NOPTS, v, "links")->num;
+    if (links < 1 || links > UP_AGENT_MAX_LINKS) {
+        return cli_fail("agent", "--links must be 1..%d", UP_AGENT_MAX_LINKS);
+    }
+    cfg.links = (size_t)links;
+    cfg.drain_timeout_ms = cli_val(agent_opts, NOPTS, v, "drain-timeout")->num;
     uv_loop_t *loop = uv_default_loop();
     struct up_agent *a = up_agent_new(loop, &cfg, base, err, sizeof err);
     if (!a) {
@@ -78,5 +93,6 @@ int cmd_agent(int argc, char **argv)
     cli_signals(loop, stop, a);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
+    up_agent_free(a);
     return 0;
 }

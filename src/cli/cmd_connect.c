@@ -39,7 +39,10 @@ int cmd_connect(int argc, char **argv)
                      "--stdio)",
                      "Reach SERVICE through the relay: from a local port (each accepted\n"
                      "connection becomes one stream) or from stdin/stdout (one stream; the\n"
-                     "process exits when it ends, with status 1 if it failed).",
+                     "process exits when it ends, with status 1 if it failed). When the relay\n"
+                     "drains (GOAWAY, e.g. before a restart), open streams finish on the old link\n"
+                     "while a new link is dialed at once; local connections accepted meanwhile\n"
+                     "wait for it (--hold).",
                      connect_opts, NOPTS,
                      "  underpass connect --relay wss://relay.example.com --token-file me.jwt ssh "
                      "--listen 127.0.0.1:2222\n"

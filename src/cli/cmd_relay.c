@@ -19,6 +19,9 @@ static const struct up_opt relay_opts[] = {
     {"max-head", UP_OPT_SIZE, "16k", "BYTES", "largest request head accepted (431 above)"},
     {"max-streams", UP_OPT_U64, "10240", "N", "concurrent streams per link"},
     {"stats-public", UP_OPT_FLAG, NULL, NULL, "serve /stats to everyone, not only loopback"},
+    {"drain-timeout", UP_OPT_DURATION, "30s", "DURATION",
+     "on SIGTERM/SIGINT, time bridged streams get to finish before the relay exits (0 = close "
+     "at once)"},
     UP_LINK_OPTS,
 };
 #define NOPTS (sizeof relay_opts / sizeof relay_opts[0])
@@ -45,7 +48,14 @@ int cmd_relay(int argc, char **argv)
                      "clients (`underpass connect`) dial in on /v1/connect and open streams to\n"
                      "those services by name. Every link is authenticated with a token signed\n"
                      "with --secret. GET /healthz answers 200 once the relay is ready; GET /stats\n"
-                     "gives counters as JSON.",
+                     "gives counters as JSON. The relay pings every link (--ping-interval) and\n"
+                     "closes one that misses --ping-misses answers, resetting its streams.\n"
+                     "\n"
+                     "SIGTERM or SIGINT drains the relay: it closes the listening socket at once\n"
+                     "(a new relay can take the port), sends GOAWAY on every link so agents and\n"
+                     "clients dial a new link for new streams, lets bridged streams finish, and\n"
+                     "exits when none is left or after --drain-timeout (the rest are reset).\n"
+                     "A second SIGTERM/SIGINT ends the relay at once.",
                      relay_opts, NOPTS,
                      "  UNDERPASS_SECRET=$(openssl rand -hex 32) underpass relay --listen "
                      "0.0.0.0:8080\n"
@@ -75,6 +85,7 @@ int cmd_relay(int argc, char **argv)
         .max_head = cli_val(relay_opts, NOPTS, v, "max-head")->num,
         .leeway_s = cli_val(relay_opts, NOPTS, v, "token-leeway")->num / 1000,
         .stats_public = cli_val(relay_opts, NOPTS, v, "stats-public")->num != 0,
+        .drain_timeout_ms = cli_val(relay_opts, NOPTS, v, "drain-timeout")->num,
     };
     if (cfg.max_head < 1024 || cfg.max_head > 1024 * 1024) {
         return cli_fail("relay", "--max-head must be between 1k and 1m");

@@ -16,7 +16,8 @@ struct up_client {
     struct up_client_cfg cfg;
     char path[1024];
     struct up_uplink *up;
-    struct up_link *link; /* borrowed from the uplink while up */
+    struct up_link *link; /* borrowed from the uplink: the active link, NULL while down or
+                             while a replacement for a draining link is dialed */
     struct up_sock lsock;
     bool listening;
     bool stopping;
@@ -75,6 +76,21 @@ static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer)
     return up_pipe_start(p, rfd, wfd);
 }
 
+static void hold(struct up_client *c, int fd, const char *peer)
+{
+    if (c->nheld == UP_CLIENT_MAX_HELD) {
+        UP_LOGW("closing connection from %s: no link to the relay and %d waiting already", peer,
+                UP_CLIENT_MAX_HELD);
+        close(fd);
+        return;
+    }
+    c->held[c->nheld].fd = fd;
+    c->held[c->nheld].since_ms = uv_now(c->loop);
+    snprintf(c->held[c->nheld].peer, sizeof c->held[c->nheld].peer, "%s", peer);
+    c->nheld++;
+    UP_LOGI("connection from %s waits for the relay link", peer);
+}
+
 static void on_accept(struct up_sock *ls, bool readable, bool writable)
 {
     struct up_client *c = ls->ud;
@@ -93,21 +109,12 @@ static void on_accept(struct up_sock *ls, bool readable, bool writable)
         }
         char pa[80];
         up_addr_format((struct sockaddr *)&peer, pa, sizeof pa);
-        if (!c->link) {
-            if (c->nheld == UP_CLIENT_MAX_HELD) {
-                UP_LOGW("closing connection from %s: no link to the relay and %d waiting already",
-                        pa, UP_CLIENT_MAX_HELD);
-                close(fd);
-                continue;
-            }
-            c->held[c->nheld].fd = fd;
-            c->held[c->nheld].since_ms = uv_now(c->loop);
-            snprintf(c->held[c->nheld].peer, sizeof c->held[c->nheld].peer, "%s", pa);
-            c->nheld++;
-            UP_LOGI("connection from %s waits for the relay link", pa);
+        int rv = c->link ? open_stream(c, fd, fd, pa) : UP_ESTATE;
+        if (rv == UP_ESTATE) {
+            /* No link, or it is going away and its replacement is not up yet. */
+            hold(c, fd, pa);
             continue;
         }
-        int rv = open_stream(c, fd, fd, pa);
         if (rv < 0 && rv != UP_ESYS) {
             UP_LOGW("cannot open a stream for %s: %s", pa, up_strerror(rv));
             close(fd);
@@ -188,10 +195,22 @@ static void on_down(struct up_uplink *u, const char *reason, int status, uint64_
     }
 }
 
+/* The relay is draining this link: streams on it go on, new local connections wait (as with
+ * --hold) for the replacement link the uplink is dialing. */
+static void on_drain(struct up_uplink *u, struct up_link *l, const char *reason)
+{
+    struct up_client *c = up_uplink_ud(u);
+    (void)reason;
+    if (c->link == l) {
+        c->link = NULL;
+    }
+}
+
 static const struct up_uplink_ops client_ops = {
     .on_up = on_up,
     .on_down = on_down,
     .on_open = NULL,
+    .on_drain = on_drain,
 };
 
 struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, const char *base_path,

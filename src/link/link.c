@@ -13,6 +13,7 @@
 
 #define TX_HARD_CAP (16u * 1024u * 1024u) /* control frames beyond this: the link is stuck */
 #define MAX_READS_PER_WAKE 8              /* fairness between links sharing a loop */
+#define CLOSE_WAIT_MS 2000 /* graceful close: how long the peer has to answer our WS close */
 
 struct up_link {
     uv_loop_t *loop;
@@ -40,10 +41,14 @@ struct up_link {
     bool closing;
     bool goaway_rcvd;
     bool goaway_sent;
+    bool close_idle; /* close gracefully once no stream is left (drain) */
+    bool close_sent; /* WS close sent: nothing more goes out; waiting for the peer's close */
     bool in_dirty;
     int open_handles;
     struct up_link *dnext;
     char reason[256];
+    char goaway_reason[UP_MUX_MAX_REASON + 1]; /* what we told the peer in our GOAWAY */
+    char idle_reason[160];                     /* close_idle: why, for the owner's log */
     struct up_link_stats stats;
 };
 
@@ -202,6 +207,9 @@ static void detach(struct up_link *l, struct up_lstream *st)
     ready_remove(l, st);
     st->hnext = NULL;
     st->link = NULL;
+    if (l->close_idle && l->nstreams == 0) {
+        kick(l); /* the flusher closes the link once the last frames are out */
+    }
 }
 
 /* ---- output ---- */
@@ -223,6 +231,9 @@ static void mask_key(struct up_link *l, uint8_t out[4])
 static void tx_mux(struct up_link *l, const uint8_t *frame, size_t n)
 {
     uint8_t key[4];
+    if (l->close_sent) {
+        return; /* RFC 6455 §5.5.1: no data frames after a Close */
+    }
     if (l->client) {
         mask_key(l, key);
     }
@@ -238,6 +249,9 @@ static void tx_mux(struct up_link *l, const uint8_t *frame, size_t n)
 static void tx_ws_control(struct up_link *l, uint8_t op, const uint8_t *p, size_t n)
 {
     uint8_t key[4];
+    if (l->close_sent) {
+        return;
+    }
     if (l->client) {
         mask_key(l, key);
     }
@@ -406,8 +420,14 @@ static void dispatch(struct up_link *l, const struct up_mux_ev *ev)
             return;
         }
         l->last_peer_sid = ev->sid;
-        if (l->goaway_sent || l->closing) {
-            tx_rst(l, ev->sid, UP_MUX_C_SHUTDOWN, "going away");
+        if (l->goaway_sent || l->close_idle || l->closing) {
+            /* A stream that crossed our GOAWAY: refused before anything happened on it, so
+             * the opener may safely try it elsewhere. */
+            char why[UP_MUX_MAX_REASON + 16];
+            snprintf(why, sizeof why, "refused: %.200s",
+                     l->goaway_reason[0] ? l->goaway_reason : "link is going away");
+            l->stats.streams_refused++;
+            tx_rst(l, ev->sid, UP_MUX_C_SHUTDOWN, why);
             return;
         }
         if (l->nstreams >= l->cfg.max_streams) {
@@ -555,6 +575,11 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
         case UP_WS_EV_PONG:
             break;
         case UP_WS_EV_CLOSE: {
+            if (l->close_sent) {
+                /* The peer answered our close: the graceful end of a drained link. */
+                fail(l, "%s", l->idle_reason);
+                return;
+            }
             char why[160];
             snprintf(why, sizeof why, "peer closed the link (%u %.*s)", ev.close_code,
                      (int)(ev.len > 100 ? 100 : ev.len), (const char *)ev.data);
@@ -577,7 +602,11 @@ static void do_reads(struct up_link *l, bool inline_flush)
             return;
         }
         if (rv == UP_EOF) {
-            fail(l, "connection closed by peer%s", "");
+            if (l->close_sent) {
+                fail(l, "%s", l->idle_reason);
+            } else {
+                fail(l, "connection closed by peer%s", "");
+            }
             return;
         }
         if (rv < 0) {
@@ -630,6 +659,12 @@ static void on_timer(uv_timer_t *t)
     if (l->dead) {
         return;
     }
+    if (l->close_sent) {
+        char why[200];
+        snprintf(why, sizeof why, "%s (the peer did not answer our close)", l->idle_reason);
+        fail(l, "%s", why);
+        return;
+    }
     if (l->pings_out >= l->cfg.ping_misses) {
         char why[64];
         snprintf(why, sizeof why, "%u pings unanswered", l->pings_out);
@@ -674,13 +709,17 @@ static void teardown(struct up_link *l)
     if (l->ops->on_close) {
         l->ops->on_close(l, l->reason);
     }
-    /* Best effort: a WS close so the peer learns why, then one non-blocking write. */
+    /* Best effort: a WS close so the peer learns why (unless it was sent already), then one
+     * non-blocking write. */
     uint8_t key[4];
-    if (l->client) {
-        mask_key(l, key);
+    int ignored = 0;
+    if (!l->close_sent) {
+        if (l->client) {
+            mask_key(l, key);
+        }
+        ignored =
+            up_ws_write_close(&l->tx, TX_HARD_CAP, 1001, "going away", l->client ? key : NULL);
     }
-    int ignored =
-        up_ws_write_close(&l->tx, TX_HARD_CAP, 1001, "going away", l->client ? key : NULL);
     size_t n;
     if (l->sock.fd >= 0 && l->sock.tls != UP_TLS_FAILED) {
         ignored = up_sock_write(&l->sock, up_buf_rptr(&l->tx), up_buf_len(&l->tx), &n);
@@ -689,6 +728,29 @@ static void teardown(struct up_link *l)
     uv_timer_stop(&l->timer);
     uv_close((uv_handle_t *)&l->timer, handle_closed);
     up_sock_close(&l->sock, sock_closed);
+}
+
+/* A draining link whose last stream ended and whose last frames reached the socket starts the
+ * WebSocket closing handshake (RFC 6455 §7.1.2): close frame, then wait for the peer's close or
+ * EOF before closing the socket. Closing at once could turn unread input into an RST that
+ * destroys our last bytes in the peer's receive queue. */
+static void maybe_close_idle(struct up_link *l)
+{
+    if (!l->close_idle || l->close_sent || l->nstreams != 0 || up_buf_len(&l->tx) != 0) {
+        return;
+    }
+    uint8_t key[4];
+    if (l->client) {
+        mask_key(l, key);
+    }
+    if (up_ws_write_close(&l->tx, TX_HARD_CAP, 1001, "going away", l->client ? key : NULL) < 0) {
+        fail(l, "%s", l->idle_reason);
+        return;
+    }
+    l->close_sent = true;
+    uv_timer_stop(&l->timer);
+    uv_timer_start(&l->timer, on_timer, CLOSE_WAIT_MS, 0);
+    kick(l);
 }
 
 static void run_dirty(uv_idle_t *h)
@@ -711,6 +773,9 @@ static void run_dirty(uv_idle_t *h)
         }
         if (!l->dead) {
             flush(l);
+        }
+        if (!l->dead) {
+            maybe_close_idle(l);
         }
         if (l->dead) {
             teardown(l);
@@ -827,6 +892,7 @@ void up_link_goaway(struct up_link *l, uint32_t code, const char *reason)
         return;
     }
     l->goaway_sent = true;
+    snprintf(l->goaway_reason, sizeof l->goaway_reason, "%s", reason ? reason : "");
     uint8_t f[UP_MUX_HDR + 8 + UP_MUX_MAX_REASON];
     int n = up_mux_encode_goaway(f, sizeof f, l->last_peer_sid, code, reason);
     if (n > 0) {
@@ -845,10 +911,25 @@ static void stream_init(struct up_link *l, struct up_lstream *st, uint32_t sid,
     up_mux_flow_init(&st->flow, l->cfg.window, l->cfg.max_window, send_window, up_now_us());
 }
 
+void up_link_close_when_idle(struct up_link *l, const char *reason)
+{
+    if (l->dead || l->close_idle) {
+        return;
+    }
+    l->close_idle = true;
+    snprintf(l->idle_reason, sizeof l->idle_reason, "%s", reason);
+    kick(l);
+}
+
+bool up_link_can_open(const struct up_link *l)
+{
+    return !l->dead && !l->closing && !l->goaway_rcvd && !l->close_idle;
+}
+
 int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, const uint8_t *meta,
                  size_t meta_len, const struct up_lstream_ops *ops, void *ud)
 {
-    if (l->dead || l->goaway_rcvd) {
+    if (!up_link_can_open(l)) {
         return UP_ESTATE;
     }
     if (l->nstreams >= l->cfg.max_streams || l->next_sid > 0x7ffffffdu) {

@@ -115,11 +115,20 @@ size_t up_link_nstreams(const struct up_link *l);
 /* Close the link: every stream gets on_close(LINK_LOST, reason) and then ops->on_close. With
  * goaway, a GOAWAY and a WS close are attempted first. Deferred to the loop; idempotent. */
 void up_link_close(struct up_link *l, const char *reason);
-/* Send GOAWAY (no new streams). */
+/* Send GOAWAY (no new streams): every OPEN the peer sends afterwards is refused with RST
+ * `shutdown` and "refused: <reason>". Existing streams go on. Idempotent. */
 void up_link_goaway(struct up_link *l, uint32_t code, const char *reason);
+/* Drain: open no more streams, refuse the peer's (as after GOAWAY), and once the last stream has
+ * ended and its frames reached the socket, close the link gracefully (WS close, then wait up to
+ * 2 s for the peer's close or EOF). ops->on_close then gets reason. up_link_close() still ends
+ * the link at once. Idempotent. */
+void up_link_close_when_idle(struct up_link *l, const char *reason);
+/* Whether a new stream may be opened on l (not dead, no GOAWAY received, not draining). */
+bool up_link_can_open(const struct up_link *l);
 
 /* Open a stream to the peer for service name: allocates an id, registers st and sends OPEN.
- * Returns UP_OK, UP_ELIMIT (too many streams, ids exhausted) or UP_ENOMEM. */
+ * Returns UP_OK, UP_ESTATE (!up_link_can_open), UP_ELIMIT (too many streams, ids exhausted) or
+ * UP_ENOMEM. */
 UP_NODISCARD int up_link_open(struct up_link *l, struct up_lstream *st, const char *name,
                               const uint8_t *meta, size_t meta_len,
                               const struct up_lstream_ops *ops, void *ud);

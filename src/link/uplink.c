@@ -15,10 +15,14 @@ struct up_uplink {
     const struct up_uplink_ops *ops;
     void *ud;
     struct up_dial *dial;
-    struct up_link *link;
+    struct up_link *link;                             /* the active link; NULL while down */
+    struct up_link *draining[UP_UPLINK_MAX_DRAINING]; /* after a GOAWAY, oldest first */
+    size_t ndraining;
     uv_timer_t timer;
     uint64_t backoff_ms;
-    bool stopping;
+    bool stopping;     /* up_uplink_stop(): free once everything is closed */
+    bool draining_all; /* up_uplink_drain(): report on_drained, then free */
+    bool timer_closing;
     bool timer_closed;
 };
 
@@ -26,9 +30,14 @@ static void dial_now(struct up_uplink *u);
 
 static void maybe_free(struct up_uplink *u)
 {
-    if (u->stopping && u->timer_closed && !u->link && !u->dial) {
-        up_free(u);
+    if (!(u->stopping || u->draining_all) || !u->timer_closed || u->link || u->ndraining ||
+        u->dial) {
+        return;
     }
+    if (!u->stopping && u->ops->on_drained) {
+        u->ops->on_drained(u);
+    }
+    up_free(u);
 }
 
 static void timer_closed(uv_handle_t *h)
@@ -38,9 +47,28 @@ static void timer_closed(uv_handle_t *h)
     maybe_free(u);
 }
 
+static void close_timer(struct up_uplink *u)
+{
+    if (u->timer_closing) {
+        return;
+    }
+    u->timer_closing = true;
+    uv_timer_stop(&u->timer);
+    uv_close((uv_handle_t *)&u->timer, timer_closed);
+}
+
 static void on_timer(uv_timer_t *t)
 {
     dial_now(t->data);
+}
+
+static uint32_t random_u32(void)
+{
+    uint32_t r = 0;
+    if (up_random_bytes(&r, sizeof r) < 0) {
+        r = 0x7fffffff;
+    }
+    return r;
 }
 
 /* Delay for the next attempt: exponential with "equal jitter" (half fixed, half random). */
@@ -49,18 +77,20 @@ static uint64_t next_delay(struct up_uplink *u)
     uint64_t d = u->backoff_ms;
     u->backoff_ms =
         u->backoff_ms * 2 > u->cfg.backoff_max_ms ? u->cfg.backoff_max_ms : u->backoff_ms * 2;
-    uint32_t r = 0;
-    if (up_random_bytes(&r, sizeof r) < 0) {
-        r = 0x7fffffff;
-    }
+    uint32_t r = random_u32();
     return d / 2 + (d / 2 + 1) * r / UINT32_MAX;
+}
+
+static bool winding_down(const struct up_uplink *u)
+{
+    return u->stopping || u->draining_all;
 }
 
 static void schedule_retry(struct up_uplink *u, const char *reason, int status)
 {
-    uint64_t delay = (u->cfg.reconnect && !u->stopping) ? next_delay(u) : 0;
+    uint64_t delay = (u->cfg.reconnect && !winding_down(u)) ? next_delay(u) : 0;
     u->ops->on_down(u, reason, status, delay);
-    if (delay && !u->stopping) {
+    if (delay && !winding_down(u)) {
         uv_timer_start(&u->timer, on_timer, delay, 0);
     }
 }
@@ -76,18 +106,61 @@ static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const
     }
 }
 
+static bool drop_draining(struct up_uplink *u, struct up_link *l)
+{
+    for (size_t i = 0; i < u->ndraining; i++) {
+        if (u->draining[i] == l) {
+            memmove(&u->draining[i], &u->draining[i + 1],
+                    (u->ndraining - i - 1) * sizeof(u->draining[0]));
+            u->ndraining--;
+            return true;
+        }
+    }
+    return false;
+}
+
 static void on_link_goaway(struct up_link *l, uint32_t code, const char *reason)
 {
     struct up_uplink *u = up_link_ud(l);
-    UP_LOGI("relay asked us to go away (%s: %s)", up_mux_code_name(code), reason);
-    (void)u;
+    if (l != u->link) {
+        return; /* already draining, or we are the ones going away */
+    }
+    u->link = NULL;
+    if (u->ndraining == UP_UPLINK_MAX_DRAINING) {
+        /* Bounded: a relay that keeps sending GOAWAY costs us the oldest link's streams. */
+        struct up_link *oldest = u->draining[0];
+        drop_draining(u, oldest);
+        up_link_close(oldest, "too many draining links to the relay");
+    }
+    u->draining[u->ndraining++] = l;
+    up_link_close_when_idle(l, "its streams finished");
+    size_t n = up_link_nstreams(l);
+    bool redial = u->cfg.reconnect && !winding_down(u);
+    UP_LOGI("relay asked us to go away (%s: %s); %s%zu stream(s) finish on the old link",
+            up_mux_code_name(code), reason, redial ? "dialing a new link, " : "", n);
+    if (u->ops->on_drain) {
+        u->ops->on_drain(u, l, reason);
+    }
+    if (redial && !u->dial) {
+        /* Right away, but not the whole fleet in the same millisecond. */
+        uint64_t jitter = (uint64_t)random_u32() % (UP_UPLINK_GOAWAY_JITTER_MS + 1);
+        uv_timer_stop(&u->timer);
+        uv_timer_start(&u->timer, on_timer, jitter, 0);
+    }
 }
 
 static void on_link_close(struct up_link *l, const char *reason)
 {
     struct up_uplink *u = up_link_ud(l);
+    if (l != u->link) {
+        if (drop_draining(u, l)) {
+            UP_LOGI("old link to the relay closed: %s", reason);
+        }
+        maybe_free(u);
+        return;
+    }
     u->link = NULL;
-    if (u->stopping) {
+    if (winding_down(u)) {
         maybe_free(u);
         return;
     }
@@ -105,7 +178,7 @@ static void on_dialed(void *ud, int err, const char *reason, int http_status, in
 {
     struct up_uplink *u = ud;
     u->dial = NULL;
-    if (u->stopping) {
+    if (winding_down(u)) {
         if (err == 0) {
             SSL_free(ssl);
             close(fd);
@@ -129,6 +202,9 @@ static void on_dialed(void *ud, int err, const char *reason, int http_status, in
 
 static void dial_now(struct up_uplink *u)
 {
+    if (u->dial || u->link || winding_down(u)) {
+        return;
+    }
     struct up_dial_cfg dc = {
         .host = u->cfg.host,
         .port = u->cfg.port,
@@ -179,13 +255,36 @@ void up_uplink_stop(struct up_uplink *u, const char *reason)
         return;
     }
     u->stopping = true;
-    uv_timer_stop(&u->timer);
-    uv_close((uv_handle_t *)&u->timer, timer_closed);
+    close_timer(u);
+    if (u->dial) {
+        up_dial_cancel(u->dial);
+        u->dial = NULL;
+    }
+    /* up_link_close() only marks the links; their on_close runs from the loop. */
+    if (u->link) {
+        up_link_close(u->link, reason);
+    }
+    for (size_t i = 0; i < u->ndraining; i++) {
+        up_link_close(u->draining[i], reason);
+    }
+}
+
+void up_uplink_drain(struct up_uplink *u, const char *reason)
+{
+    if (winding_down(u)) {
+        return;
+    }
+    u->draining_all = true;
+    close_timer(u);
     if (u->dial) {
         up_dial_cancel(u->dial);
         u->dial = NULL;
     }
     if (u->link) {
-        up_link_close(u->link, reason);
+        up_link_goaway(u->link, UP_MUX_C_SHUTDOWN, reason);
+        up_link_close_when_idle(u->link, reason);
+    }
+    for (size_t i = 0; i < u->ndraining; i++) {
+        up_link_goaway(u->draining[i], UP_MUX_C_SHUTDOWN, reason);
     }
 }

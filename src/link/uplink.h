@@ -1,6 +1,11 @@
 /* An uplink keeps one link to the relay up: dial, upgrade, and on any loss reconnect with
  * capped, jittered exponential back-off (0.5 s doubling to 30 s by default) so that a fleet of
- * agents does not return in the same millisecond after a relay restart. */
+ * agents does not return in the same millisecond after a relay restart.
+ *
+ * When the relay sends GOAWAY (it is draining, e.g. before a restart), the link becomes a
+ * draining link: no new streams go to it, its streams go on, and it closes once they ended (or
+ * the relay closes it). A replacement is dialed at once, after 0-250 ms of random jitter, so an
+ * uplink holds one active link plus up to UP_UPLINK_MAX_DRAINING draining ones. */
 #ifndef UP_LINK_UPLINK_H
 #define UP_LINK_UPLINK_H
 
@@ -12,6 +17,9 @@
 
 struct up_uplink;
 struct up_proxy;
+
+#define UP_UPLINK_MAX_DRAINING 4       /* old links kept for their streams; the oldest is closed */
+#define UP_UPLINK_GOAWAY_JITTER_MS 250 /* spread a fleet's replacement dials after a GOAWAY */
 
 struct up_uplink_cfg {
     const char *host;
@@ -35,12 +43,25 @@ struct up_uplink_ops {
     /* Streams the relay opens (agents). */
     void (*on_open)(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32_t window,
                     const char *name, size_t name_len, const uint8_t *meta, size_t meta_len);
+    /* The relay sent GOAWAY on l, the active link: open no new streams on l (it stays up for
+     * its streams, then closes by itself; on_down is not called for it). A replacement is on
+     * its way (on_up) unless cfg.reconnect is false. May be NULL. */
+    void (*on_drain)(struct up_uplink *u, struct up_link *l, const char *reason);
+    /* After up_uplink_drain(): every link has closed. The uplink frees itself right after
+     * this returns; the owner must forget u and not call into it. May be NULL. */
+    void (*on_drained)(struct up_uplink *u);
 };
 
 struct up_uplink *up_uplink_new(uv_loop_t *loop, const struct up_uplink_cfg *cfg,
                                 const struct up_uplink_ops *ops, void *ud);
 void *up_uplink_ud(const struct up_uplink *u);
-/* Stop: close the link (streams reset), cancel dials and timers. The uplink frees itself. */
+/* Stop: close every link, active and draining (their streams reset), cancel dials and timers.
+ * The uplink frees itself once its handles are closed; on_drained is not called. Idempotent;
+ * may also cut short an up_uplink_drain() (until on_drained has run). */
 void up_uplink_stop(struct up_uplink *u, const char *reason);
+/* Drain: send GOAWAY (code shutdown, reason) on every link so the relay routes no new stream
+ * here, refuse what crosses it, stop dialing, and let each link close once its streams ended.
+ * Then ops->on_drained runs and the uplink frees itself. No-op after up_uplink_stop(). */
+void up_uplink_drain(struct up_uplink *u, const char *reason);
 
 #endif

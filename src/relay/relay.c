@@ -22,6 +22,7 @@
 #define HCONN_MAX_HEADERS 64
 #define LINGER_MS 2000
 #define BRIDGE_PENDING_MAX (UP_MUX_MAX_WINDOW + 0u)
+#define BRIDGE_MAX_REOPENS 3 /* agents tried after refusals that crossed their GOAWAY */
 
 enum rlink_role { RL_AGENT, RL_CLIENT };
 
@@ -33,6 +34,7 @@ struct rlink {
     char peer[64];
     char services[UP_TOKEN_MAX_SERVICES][UP_TOKEN_MAX_NAME + 1]; /* agents: what it serves */
     size_t n_services;
+    bool draining; /* GOAWAY sent or received: no new stream goes to this link */
     struct rlink *next, *prev;
 };
 
@@ -43,6 +45,8 @@ struct bridge {
     struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
     bool fin_ab, fin_ba;
     bool a_done, b_done;
+    uint8_t reopens;
+    struct rlink *agent; /* borrowed: valid while b is on the agent's link */
     char service[UP_MUX_MAX_NAME + 1];
 };
 
@@ -78,6 +82,10 @@ struct up_relay {
     struct hconn *conns;
     struct rlink *links;
     bool shutting;
+    bool drain_timer_on;
+    bool drain_expired;
+    uv_timer_t drain_timer;
+    uint64_t drain_started_ms;
     time_t started;
     struct {
         uint64_t links_total, rejected, http_requests, http_errors;
@@ -129,7 +137,7 @@ static void rlink_list(struct up_relay *r, struct rlink *rl)
 static struct rlink *find_agent(struct up_relay *r, const char *name, size_t len)
 {
     for (struct rlink *rl = r->links; rl; rl = rl->next) {
-        if (rl->role != RL_AGENT || !rl->link) {
+        if (rl->role != RL_AGENT || !rl->link || rl->draining || !up_link_can_open(rl->link)) {
             continue;
         }
         for (size_t i = 0; i < rl->n_services; i++) {
@@ -271,9 +279,34 @@ static void a_close(struct up_lstream *st, uint32_t code, const char *reason)
     bridge_maybe_free(br);
 }
 
+static int bridge_open_agent(struct bridge *br, struct rlink *agent, const struct rlink *client);
+
+/* The agent refused a stream that crossed its GOAWAY (or its draining link closed before
+ * answering): nothing reached the backend, so try another agent for the same name. */
+static bool bridge_reopen(struct bridge *br, uint32_t code)
+{
+    bool crossed = code == UP_MUX_C_SHUTDOWN ||
+                   (code == UP_MUX_C_LINK_LOST && br->agent && br->agent->draining);
+    if (!crossed || br->b.accepted || br->a_done || !br->a.link ||
+        br->reopens >= BRIDGE_MAX_REOPENS) {
+        return false;
+    }
+    struct up_relay *r = br->relay;
+    struct rlink *agent = find_agent(r, br->service, strlen(br->service));
+    if (!agent || bridge_open_agent(br, agent, up_link_ud(br->a.link)) < 0) {
+        return false;
+    }
+    br->reopens++;
+    UP_LOGD("stream to '%s' refused by a draining agent: retried on %s", br->service, agent->peer);
+    return true;
+}
+
 static void b_close(struct up_lstream *st, uint32_t code, const char *reason)
 {
     struct bridge *br = st->ud;
+    if (bridge_reopen(br, code)) {
+        return;
+    }
     br->b_done = true;
     if (code != UP_MUX_C_NONE && !br->a_done) {
         UP_LOGD("stream to '%s' ended: %s%s%s", br->service, up_mux_code_name(code),
@@ -307,6 +340,19 @@ static const struct up_lstream_ops b_ops = {
 
 /* ---- links ---- */
 
+/* Open br's agent half on agent's link; the metadata tells the agent who is calling. */
+static int bridge_open_agent(struct bridge *br, struct rlink *agent, const struct rlink *client)
+{
+    char m[200];
+    int ml = snprintf(m, sizeof m, "client=%s\nsub=%s\n", client->peer, client->claims.sub);
+    int rv = up_link_open(agent->link, &br->b, br->service, (const uint8_t *)m,
+                          ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0, &b_ops, br);
+    if (rv == 0) {
+        br->agent = agent;
+    }
+    return rv;
+}
+
 static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const char *name,
                          size_t name_len, const uint8_t *meta, size_t meta_len)
 {
@@ -332,6 +378,12 @@ static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const
         up_link_refuse(l, sid, UP_MUX_C_FORBIDDEN, why);
         return;
     }
+    if (r->shutting) {
+        /* Links refuse OPENs after our GOAWAY already; this covers a zero drain timeout. */
+        r->n.streams_refused++;
+        up_link_refuse(l, sid, UP_MUX_C_SHUTDOWN, "refused: relay is shutting down");
+        return;
+    }
     struct rlink *agent = find_agent(r, name, name_len);
     if (!agent) {
         char why[128];
@@ -354,10 +406,7 @@ static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const
         up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "relay out of memory");
         return;
     }
-    char m[200];
-    int ml = snprintf(m, sizeof m, "client=%s\nsub=%s\n", rl->peer, rl->claims.sub);
-    int rv = up_link_open(agent->link, &br->b, svc, (const uint8_t *)m,
-                          ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0, &b_ops, br);
+    int rv = bridge_open_agent(br, agent, rl);
     if (rv < 0) {
         br->b_done = true;
         br->a_done = true;
@@ -371,6 +420,8 @@ static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const
     r->n.streams_active++;
 }
 
+static void drain_end(struct up_relay *r);
+
 static void on_link_close(struct up_link *l, const char *reason)
 {
     struct rlink *rl = up_link_ud(l);
@@ -379,12 +430,19 @@ static void on_link_close(struct up_link *l, const char *reason)
             reason);
     rlink_unlist(r, rl);
     up_free(rl);
+    if (r->shutting && !r->links) {
+        drain_end(r);
+    }
 }
 
+/* The peer is going away (an agent draining before it exits): route nothing new to it. */
 static void on_link_goaway(struct up_link *l, uint32_t code, const char *reason)
 {
     struct rlink *rl = up_link_ud(l);
-    UP_LOGI("link from %s going away: %s %s", rl->peer, up_mux_code_name(code), reason);
+    rl->draining = true;
+    UP_LOGI("%s link from %s going away (%s: %s); %zu stream(s) finish on it",
+            rl->role == RL_AGENT ? "agent" : "client", rl->peer, up_mux_code_name(code), reason,
+            up_link_nstreams(l));
 }
 
 static const struct up_link_ops link_ops = {
@@ -554,10 +612,13 @@ static void hc_flush(struct hconn *c)
 static void stats_json(struct hconn *c)
 {
     struct up_relay *r = c->relay;
-    size_t agents = 0, clients = 0, streams = 0;
+    size_t agents = 0, clients = 0, streams = 0, draining = 0;
     for (struct rlink *rl = r->links; rl; rl = rl->next) {
         if (!rl->link) {
             continue;
+        }
+        if (rl->draining) {
+            draining++;
         }
         if (rl->role == RL_AGENT) {
             agents++;
@@ -567,13 +628,14 @@ static void stats_json(struct hconn *c)
         streams += up_link_nstreams(rl->link);
     }
     json_t *o = json_pack(
-        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I}", "version", "0.1.0", "uptime_s",
+        "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:b,s:I}", "version", "0.1.0", "uptime_s",
         (json_int_t)(time(NULL) - r->started), "agents", (json_int_t)agents, "clients",
         (json_int_t)clients, "link_streams", (json_int_t)streams, "streams_active",
         (json_int_t)r->n.streams_active, "streams_total", (json_int_t)r->n.streams_total,
         "streams_refused", (json_int_t)r->n.streams_refused, "links_total",
         (json_int_t)r->n.links_total, "rejected", (json_int_t)r->n.rejected, "http_errors",
-        (json_int_t)r->n.http_errors, "bytes_relayed", (json_int_t)r->n.bytes_relayed);
+        (json_int_t)r->n.http_errors, "bytes_relayed", (json_int_t)r->n.bytes_relayed, "draining",
+        (int)r->shutting, "links_draining", (json_int_t)draining);
     char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
     json_decref(o);
     if (!s) {
@@ -985,21 +1047,81 @@ const char *up_relay_addr(const struct up_relay *r)
     return r->addr;
 }
 
+static void drain_timer_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+/* Every link has closed (after a drain or a timeout). */
+static void drain_end(struct up_relay *r)
+{
+    if (!r->drain_timer_on) {
+        return;
+    }
+    r->drain_timer_on = false;
+    if (!r->drain_expired) {
+        UP_LOGI("drained: all streams ended in %.3fs",
+                (double)(uv_now(r->loop) - r->drain_started_ms) / 1000.0);
+    }
+    uv_timer_stop(&r->drain_timer);
+    uv_close((uv_handle_t *)&r->drain_timer, drain_timer_closed);
+}
+
+static void on_drain_timeout(uv_timer_t *t)
+{
+    struct up_relay *r = t->data;
+    size_t nlinks = 0;
+    for (struct rlink *rl = r->links; rl; rl = rl->next) {
+        nlinks++;
+    }
+    r->drain_expired = true;
+    UP_LOGI("drain timeout after %gs: resetting %llu stream(s) on %zu link(s)",
+            (double)r->cfg.drain_timeout_ms / 1000.0, (unsigned long long)r->n.streams_active,
+            nlinks);
+    for (struct rlink *rl = r->links; rl; rl = rl->next) {
+        if (rl->link) {
+            up_link_close(rl->link, "relay drain timeout");
+        }
+    }
+}
+
 void up_relay_shutdown(struct up_relay *r)
 {
     if (r->shutting) {
         return;
     }
     r->shutting = true;
+    /* Closed now, not at exit: a replacement relay can bind the port while we drain. */
     up_sock_close(&r->lsock, NULL);
     while (r->conns) {
         hc_close(r->conns, false);
     }
+    if (r->cfg.drain_timeout_ms == 0) {
+        for (struct rlink *rl = r->links; rl; rl = rl->next) {
+            if (rl->link) {
+                up_link_goaway(rl->link, UP_MUX_C_SHUTDOWN, "relay shutting down");
+                up_link_close(rl->link, "relay shutting down");
+            }
+        }
+        return;
+    }
+    r->drain_started_ms = uv_now(r->loop);
+    UP_LOGI("draining: %llu streams, up to %gs", (unsigned long long)r->n.streams_active,
+            (double)r->cfg.drain_timeout_ms / 1000.0);
+    uv_timer_init(r->loop, &r->drain_timer);
+    r->drain_timer.data = r;
+    r->drain_timer_on = true;
+    uv_timer_start(&r->drain_timer, on_drain_timeout, r->cfg.drain_timeout_ms, 0);
     for (struct rlink *rl = r->links; rl; rl = rl->next) {
         if (rl->link) {
-            up_link_goaway(rl->link, UP_MUX_C_SHUTDOWN, "relay shutting down");
-            up_link_close(rl->link, "relay shutting down");
+            rl->draining = true;
+            up_link_goaway(rl->link, UP_MUX_C_SHUTDOWN,
+                           "relay is draining: open new streams on a new link");
+            up_link_close_when_idle(rl->link, "relay drained");
         }
+    }
+    if (!r->links) {
+        drain_end(r);
     }
 }
 

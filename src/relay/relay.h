@@ -19,7 +19,8 @@ struct up_relay_cfg {
     uint64_t head_timeout_ms; /* time to send a complete request head */
     size_t max_head;
     uint64_t leeway_s;
-    bool stats_public; /* serve /stats to non-loopback peers */
+    bool stats_public;         /* serve /stats to non-loopback peers */
+    uint64_t drain_timeout_ms; /* up_relay_shutdown(): time streams get to finish, 0 = none */
     struct up_link_cfg link;
 };
 
@@ -30,7 +31,12 @@ struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, c
                               size_t cap);
 /* The address actually bound (useful with port 0). */
 const char *up_relay_addr(const struct up_relay *r);
-/* Stop accepting, tell every link to go away and close them; the loop ends when done. */
+/* Stop: close the listening socket at once (a new relay may bind the port), send GOAWAY on
+ * every link, route no new stream (a client OPEN after the GOAWAY is refused: RST shutdown,
+ * "refused: relay is draining ..."), and let the bridged streams finish. Each link closes once
+ * it has no stream left; when cfg.drain_timeout_ms expires the rest are closed and their
+ * streams reset. With drain_timeout_ms 0 every link is closed at once. Logs one line when the
+ * drain starts and one when it ends; the loop ends when everything is closed. Idempotent. */
 void up_relay_shutdown(struct up_relay *r);
 void up_relay_free(struct up_relay *r);
 

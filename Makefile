@@ -58,9 +58,11 @@ fuzz-smoke:
 
 bench: build
 	@bench/bench.sh
+	@bench/shaped.sh
 
 bench-smoke: build
 	@bench/bench.sh --smoke
+	@bench/shaped.sh --smoke
 
 checksrc:
 	@scripts/checksrc.sh

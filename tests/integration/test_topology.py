@@ -35,6 +35,7 @@ WS_PORT = 8080
 WSS_PORT = 8443
 SQUID_PORT = 3128
 TINY_PORT = 8888
+HTTPS_PROXY_PORT = 3129  # haproxy terminating TLS in front of squid: an https:// proxy
 # squid gets an "@" in the password (percent-encoded in the URL); tinyproxy's config only
 # takes [A-Za-z0-9._-] there.
 PASSWORDS = {"squid": "s3cret@pass", "tinyproxy": "s3cret.pass"}
@@ -54,7 +55,8 @@ def world(tmp_path_factory):
     with netns.topology(tmp) as t:
         w = SimpleNamespace(topo=t, tmp=tmp, env=base_env())
         w.svc = t.server("priv", digest_handler, port=SVC_PORT)
-        t.firewall(SQUID_PORT, dest="proxy", host="priv", also=[("proxy", TINY_PORT)])
+        t.firewall(SQUID_PORT, dest="proxy", host="priv",
+                   also=[("proxy", TINY_PORT), ("proxy", HTTPS_PROXY_PORT)])
         cert, key, _ = make_cert(tmp, ips=(t.ip("pub"),), dns=("relay.test",))
         w.ca = cert
         w.relay = t.proc("pub", [BIN, "relay", "--listen", f"0.0.0.0:{WS_PORT}",
@@ -71,6 +73,27 @@ def world(tmp_path_factory):
         if shutil.which("tinyproxy"):
             w.tiny = Tinyproxy(tmp, users={"agent": PASSWORDS["tinyproxy"]}, connect_ports=[WS_PORT, WSS_PORT], topo=t,
                                host="proxy", port=TINY_PORT)
+        w.https_proxy = None
+        if shutil.which("haproxy"):
+            w.proxy_ca, _, pem = make_cert(tmp, ips=(t.ip("proxy"),), dns=(), name="proxy")
+            cfg = tmp / "haproxy-tls.cfg"
+            cfg.write_text(f"""\
+global
+    maxconn 100
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 1h
+    timeout server 1h
+frontend tls
+    bind 0.0.0.0:{HTTPS_PROXY_PORT} ssl crt {pem}
+    default_backend squid
+backend squid
+    server s 127.0.0.1:{SQUID_PORT}
+""")
+            w.https_proxy = t.proc("proxy", ["haproxy", "-db", "-f", str(cfg)],
+                                   log_path=tmp / "haproxy-tls.log", name="haproxy-tls")
+            t.wait_port("proxy", "proxy", HTTPS_PROXY_PORT, 10, proc=w.https_proxy)
         yield w
 
 
@@ -181,6 +204,25 @@ def test_client_outside_reaches_the_private_service_through_proxy_and_relay(worl
     # The relay saw the agent come from the proxy's address, not the private host's.
     relay = world.relay_tls if tls else world.relay
     assert f"from {world.topo.ip('proxy')}:" in relay.text()
+    stop(c)
+    stop(a)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["ws", "wss"])
+def test_through_an_https_proxy(world, tls):
+    """A proxy reached over TLS (haproxy terminating TLS in front of squid): for wss:// the
+    relay's TLS runs inside the proxy's."""
+    if world.https_proxy is None:
+        pytest.skip("haproxy is not installed (scripts/deps.sh installs it)")
+    url = proxy_url(world, "squid").replace("http://", "https://").replace(
+        f":{SQUID_PORT}", f":{HTTPS_PROXY_PORT}")
+    var = "HTTPS_PROXY" if tls else "HTTP_PROXY"
+    a = start_agent(world, f"agent-httpsproxy-{tls}", tls=tls, env_extra={var: url},
+                    extra=("--proxy-ca", str(world.proxy_ca)))
+    assert "going out through proxy https://" in a.text()
+    c = start_connect(world, f"connect-httpsproxy-{tls}", tls=tls)
+    data = os.urandom(8 << 20)
+    expect_digest(exchange_in(world, "out", c.port, data), data)
     stop(c)
     stop(a)
 

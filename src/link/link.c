@@ -698,6 +698,20 @@ static void sock_closed(struct up_sock *s)
 static void teardown(struct up_link *l)
 {
     l->closing = true;
+    /* Work done for this link just before it died (a stream's pull, a flush) may have kicked
+     * it again: take it off the dirty list, or the next run would touch it after the close
+     * callbacks freed it. Only dirty.head can hold it: run_dirty clears in_dirty on the
+     * snapshot it works on before it gets here. */
+    if (l->in_dirty) {
+        for (struct up_link **pp = &dirty.head; *pp; pp = &(*pp)->dnext) {
+            if (*pp == l) {
+                *pp = l->dnext;
+                break;
+            }
+        }
+        l->in_dirty = false;
+        l->dnext = NULL;
+    }
     /* Every stream dies with the link, on every hop (BRIEF rule 4). */
     for (size_t i = 0; i < l->table_cap; i++) {
         while (l->table[i]) {

@@ -8,6 +8,7 @@
 #include "link/dial.h"
 #include "link/pipe.h"
 #include "link/url.h"
+#include "proto/fwd.h"
 #include "proto/token.h"
 
 /* One of the agent's uplinks. */
@@ -39,7 +40,43 @@ struct bconn {
     struct up_dial *dial;
     char service[64];
     char client[80];
+    uint8_t preface[UP_FWD_PROXY_MAX]; /* PROXY protocol header for the backend */
+    size_t preface_len;
 };
+
+/* The query of a service spec: "proxy-protocol=v1" (pairs joined by '&'). */
+static int parse_service_query(const char *spec, const char *q, struct up_agent_service *s,
+                               char *err, size_t cap)
+{
+    const char *key = "proxy-protocol=";
+    while (*q) {
+        size_t len = strcspn(q, "&");
+        if (len >= strlen(key) && strncmp(q, key, strlen(key)) == 0) {
+            const char *v = q + strlen(key);
+            size_t vl = len - strlen(key);
+            if (vl == 2 && strncmp(v, "v1", 2) == 0) {
+                s->proxy_protocol = 1;
+            } else if (vl == 2 && strncmp(v, "v2", 2) == 0) {
+                s->proxy_protocol = 2;
+            } else {
+                snprintf(err, cap, "--service '%s': proxy-protocol must be v1 or v2, not '%.*s'",
+                         spec, (int)(vl > 32 ? 32 : vl), v);
+                return -1;
+            }
+        } else if (len) {
+            snprintf(err, cap,
+                     "--service '%s': unknown option '%.*s' (the only one is "
+                     "?proxy-protocol=v1 or =v2)",
+                     spec, (int)(len > 32 ? 32 : len), q);
+            return -1;
+        }
+        q += len;
+        if (*q == '&') {
+            q++;
+        }
+    }
+    return 0;
+}
 
 int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *err, size_t cap)
 {
@@ -55,9 +92,18 @@ int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *e
         return -1;
     }
     memcpy(s->name, spec, nl);
+    char target[600];
+    const char *q = strchr(eq + 1, '?');
+    size_t tl = q ? (size_t)(q - eq - 1) : strlen(eq + 1);
+    if (tl >= sizeof target) {
+        snprintf(err, cap, "--service '%.80s...': target too long", spec);
+        return -1;
+    }
+    memcpy(target, eq + 1, tl);
+    target[tl] = '\0';
     struct up_url u;
     const char *why = NULL;
-    if (up_url_parse(eq + 1, &u, &why) < 0) {
+    if (up_url_parse(target, &u, &why) < 0) {
         snprintf(err, cap, "--service '%s': %s", spec, why);
         return -1;
     }
@@ -65,9 +111,67 @@ int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *e
         snprintf(err, cap, "--service '%s': only tcp:// targets are supported so far", spec);
         return -1;
     }
+    if (q && parse_service_query(spec, q + 1, s, err, cap) < 0) {
+        return -1;
+    }
     snprintf(s->host, sizeof s->host, "%s", u.host);
     s->port = u.port;
     return 0;
+}
+
+/* The value of key in the relay's OPEN metadata ("key=value\n" lines), copied to out as
+ * text; false when absent or too long. */
+static bool meta_get(const uint8_t *meta, size_t len, const char *key, char *out, size_t cap)
+{
+    size_t kl = strlen(key);
+    size_t i = 0;
+    while (i < len) {
+        const uint8_t *nl = memchr(meta + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - meta) : len;
+        if (end - i > kl && memcmp(meta + i, key, kl) == 0 && meta[i + kl] == '=') {
+            size_t vl = end - i - kl - 1;
+            if (vl >= cap) {
+                return false;
+            }
+            memcpy(out, meta + i + kl + 1, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        i = end + 1;
+    }
+    return false;
+}
+
+/* The PROXY protocol header for a stream: the client's address from the relay's metadata as
+ * the source, the relay's end of the client's connection as the destination. When either is
+ * missing (an older relay) or unparseable, the header says "unknown origin" (v1 UNKNOWN, v2
+ * LOCAL): the backend then uses the connection's own addresses, which is the truth about
+ * this hop. */
+static void build_preface(struct bconn *b, int version, const uint8_t *meta, size_t meta_len)
+{
+    char cl[80], rl[80];
+    uint8_t src[16], dst[16];
+    uint16_t sport = 0, dport = 0;
+    bool known = meta_get(meta, meta_len, "client", cl, sizeof cl) &&
+                 meta_get(meta, meta_len, "relay", rl, sizeof rl) &&
+                 up_fwd_addr_parse(cl, strlen(cl), src, &sport) == UP_OK &&
+                 up_fwd_addr_parse(rl, strlen(rl), dst, &dport) == UP_OK;
+    int rv;
+    if (version == 1) {
+        char *t = (char *)b->preface;
+        rv = known ? up_fwd_proxy_v1(src, sport, dst, dport, t, sizeof b->preface, &b->preface_len)
+                   : up_fwd_proxy_v1_unknown(t, sizeof b->preface, &b->preface_len);
+    } else {
+        rv = known ? up_fwd_proxy_v2(src, sport, dst, dport, b->preface, sizeof b->preface,
+                                     &b->preface_len)
+                   : up_fwd_proxy_v2_local(b->preface, sizeof b->preface, &b->preface_len);
+    }
+    if (rv < 0) {
+        b->preface_len = 0; /* cannot happen: UP_FWD_PROXY_MAX fits every header */
+    }
+    if (!known) {
+        UP_LOGD("service '%s': client address unknown, PROXY v%d says so", b->service, version);
+    }
 }
 
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
@@ -103,6 +207,12 @@ static void on_backend(void *ud, int err, const char *reason, int status, int fd
     }
     struct up_pipe *p = b->pipe;
     if (up_pipe_start(p, fd, fd) < 0) {
+        return;
+    }
+    /* Queued before the ACCEPT lets the client's bytes come, so it goes out first even when
+     * the backend's socket is not writable yet. */
+    if (b->preface_len && up_pipe_preface(p, b->preface, b->preface_len) < 0) {
+        up_pipe_abort(p, UP_MUX_C_INTERNAL, "agent out of memory"); /* frees b */
         return;
     }
     up_link_accept(&p->st);
@@ -159,14 +269,12 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
     a->nstreams++; /* from here on_pipe_done runs exactly once */
     al->streams_total++;
     snprintf(b->service, sizeof b->service, "%s", svc->name);
-    /* The relay tells us the client's address: "client=IP:PORT\n..." */
-    const char *k = "client=";
-    if (meta_len > strlen(k) && memcmp(meta, k, strlen(k)) == 0) {
-        size_t i = strlen(k), o = 0;
-        while (i < meta_len && meta[i] != '\n' && o + 1 < sizeof b->client) {
-            b->client[o++] = (char)meta[i++];
-        }
-        b->client[o] = '\0';
+    /* The relay tells us the client's address: "client=IP:PORT\n..." (docs/PROTOCOL.md). */
+    if (!meta_get(meta, meta_len, "client", b->client, sizeof b->client)) {
+        b->client[0] = '\0';
+    }
+    if (svc->proxy_protocol) {
+        build_preface(b, svc->proxy_protocol, meta, meta_len);
     }
     UP_LOGD("link %zu: stream %u for '%s' from %s (%llu on this link)", al->idx, sid, b->service,
             b->client[0] ? b->client : "-", (unsigned long long)al->streams_total);

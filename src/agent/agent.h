@@ -17,6 +17,7 @@ struct up_agent_service {
     char name[64];
     char host[256];
     uint16_t port;
+    uint8_t proxy_protocol; /* 0: off; 1, 2: send a PROXY protocol v1/v2 header first */
 };
 
 struct up_agent_cfg {
@@ -30,7 +31,8 @@ struct up_agent_cfg {
 
 struct up_agent;
 
-/* Parse "name=tcp://host:port" into s. Returns 0, or -1 with a reason in err. */
+/* Parse "name=tcp://host:port[?proxy-protocol=v1|v2]" into s. Returns 0, or -1 with a reason
+ * in err. */
 int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *err, size_t cap);
 /* Start the agent (cfg->up.path is filled here from base_path and the services). */
 struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const char *base_path,

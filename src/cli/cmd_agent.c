@@ -7,8 +7,9 @@
 
 static const struct up_opt agent_opts[] = {
     UP_DIAL_OPTS,
-    {"service", UP_OPT_LIST, NULL, "NAME=tcp://HOST:PORT",
-     "a service to offer through the relay (repeat for more)"},
+    {"service", UP_OPT_LIST, NULL, "NAME=tcp://HOST:PORT[?proxy-protocol=v1|v2]",
+     "a service to offer through the relay (repeat for more); ?proxy-protocol=v1 or =v2 sends "
+     "the backend a PROXY protocol header (haproxy's) with the client's address first"},
     {"backend-timeout", UP_OPT_DURATION, "10s", "DURATION", "limit for connecting to a backend"},
     {"links", UP_OPT_U64, "1", "N",
      "independent links to the relay (1-16), each serving every service; the relay spreads new "
@@ -46,10 +47,20 @@ int cmd_agent(int argc, char **argv)
                      "dials a new link at once and keeps the old one until its streams end.\n"
                      "SIGTERM or SIGINT drains the agent: it sends GOAWAY so the relay routes new\n"
                      "streams elsewhere, waits up to --drain-timeout for its streams, then exits.\n"
-                     "A second SIGTERM/SIGINT ends it at once.",
+                     "A second SIGTERM/SIGINT ends it at once.\n"
+                     "\n"
+                     "With ?proxy-protocol=v1 (text) or =v2 (binary) on a service, every\n"
+                     "connection to its backend starts with a PROXY protocol header naming the\n"
+                     "client as the relay saw it (behind a reverse proxy: as the proxy forwarded\n"
+                     "it, if the relay trusts that proxy) and the relay's address as the\n"
+                     "destination; when the relay did not say, the header says so (v1 UNKNOWN,\n"
+                     "v2 LOCAL). The backend must expect the header (nginx: listen ...\n"
+                     "proxy_protocol; haproxy: accept-proxy; sshd cannot).",
                      agent_opts, NOPTS,
                      "  underpass agent --relay wss://relay.example.com --token-file agent.jwt \\\n"
-                     "      --service ssh=tcp://127.0.0.1:22 --service web=tcp://127.0.0.1:8080\n");
+                     "      --service ssh=tcp://127.0.0.1:22 --service web=tcp://127.0.0.1:8080\n"
+                     "  underpass agent --relay wss://relay.example.com --token-file agent.jwt \\\n"
+                     "      --service 'web=tcp://127.0.0.1:8081?proxy-protocol=v2'\n");
         return 0;
     }
     if (cli_log_setup(agent_opts, NOPTS, v, "agent") != 0) {

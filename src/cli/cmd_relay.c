@@ -2,6 +2,7 @@
 #include <string.h>
 
 #include "base/log.h"
+#include "base/cidr.h"
 #include "cli/common.h"
 #include "proto/h1.h"
 #include "proto/token.h"
@@ -22,6 +23,9 @@ static const struct up_opt relay_opts[] = {
     {"drain-timeout", UP_OPT_DURATION, "30s", "DURATION",
      "on SIGTERM/SIGINT, time bridged streams get to finish before the relay exits (0 = close "
      "at once)"},
+    {"trusted-proxy", UP_OPT_LIST, NULL, "CIDR[,CIDR...]",
+     "reverse proxies in front of the relay (addresses or blocks: 127.0.0.1, 10.0.0.0/8); "
+     "X-Forwarded-For/-Proto are believed from these peers only, ignored from anyone else"},
     UP_LINK_OPTS,
 };
 #define NOPTS (sizeof relay_opts / sizeof relay_opts[0])
@@ -55,11 +59,18 @@ int cmd_relay(int argc, char **argv)
                      "(a new relay can take the port), sends GOAWAY on every link so agents and\n"
                      "clients dial a new link for new streams, lets bridged streams finish, and\n"
                      "exits when none is left or after --drain-timeout (the rest are reset).\n"
-                     "A second SIGTERM/SIGINT ends the relay at once.",
+                     "A second SIGTERM/SIGINT ends the relay at once.\n"
+                     "\n"
+                     "Behind a TLS-terminating reverse proxy (nginx, haproxy) the relay listens\n"
+                     "on plain HTTP; name the proxy with --trusted-proxy so that the client\n"
+                     "address it forwards in X-Forwarded-For is logged and passed to agents\n"
+                     "(and /stats is judged by the client's address, not the proxy's).",
                      relay_opts, NOPTS,
                      "  UNDERPASS_SECRET=$(openssl rand -hex 32) underpass relay --listen "
                      "0.0.0.0:8080\n"
                      "  underpass relay --listen [::]:443 --tls-cert cert.pem --tls-key key.pem "
+                     "--secret-file /etc/underpass/secret\n"
+                     "  underpass relay --listen 127.0.0.1:8080 --trusted-proxy 127.0.0.1 "
                      "--secret-file /etc/underpass/secret\n");
         return 0;
     }
@@ -92,6 +103,16 @@ int cmd_relay(int argc, char **argv)
     }
     if (cfg.head_timeout_ms == 0) {
         return cli_fail("relay", "--head-timeout must be > 0");
+    }
+    const struct up_opt_val *tp = cli_val(relay_opts, NOPTS, v, "trusted-proxy");
+    for (size_t i = 0; i < tp->nlist; i++) {
+        const char *why = NULL;
+        if (up_cidr_list_add(&cfg.trusted_proxies, tp->list[i], &why) < 0) {
+            return cli_fail("relay",
+                            "%s: '%s': %s (expected addresses or CIDR blocks such as "
+                            "127.0.0.1, 10.0.0.0/8, ::1, separated by commas)",
+                            tp->source, tp->list[i], why ? why : "invalid");
+        }
     }
     if (cli_link_cfg("relay", relay_opts, NOPTS, v, &cfg.link) != 0) {
         return 2;

@@ -116,7 +116,9 @@ static int drain_out(struct up_pipe *p)
             return rv;
         }
         up_buf_skip(&p->out, n);
-        up_link_consumed(&p->st, n);
+        size_t ours = n < p->out_preface ? n : p->out_preface;
+        p->out_preface -= ours;
+        up_link_consumed(&p->st, n - ours);
     }
     up_buf_release_if_empty(&p->out);
     if (p->fin_rcvd) {
@@ -195,6 +197,20 @@ int up_pipe_start(struct up_pipe *p, int rfd, int wfd)
     return UP_OK;
 }
 
+int up_pipe_preface(struct up_pipe *p, const uint8_t *d, size_t n)
+{
+    if (p->data_seen || p->freeing) {
+        return UP_ESTATE;
+    }
+    /* Only earlier prefaces can be in out: the stream's bytes come after. */
+    if (up_buf_append(&p->out, d, n, p->out_max) < 0) {
+        return UP_ENOMEM;
+    }
+    p->out_preface += n;
+    arm(p);
+    return UP_OK;
+}
+
 void up_pipe_abort(struct up_pipe *p, uint32_t code, const char *reason)
 {
     if (p->freeing) {
@@ -218,6 +234,7 @@ static void st_accept(struct up_lstream *st)
 static void st_data(struct up_lstream *st, const uint8_t *d, size_t n)
 {
     struct up_pipe *p = st->ud;
+    p->data_seen = true;
     if (p->freeing || !p->started) {
         return;
     }
@@ -243,7 +260,7 @@ static void st_data(struct up_lstream *st, const uint8_t *d, size_t n)
         }
     }
     if (done < n) {
-        if (up_buf_append(&p->out, d + done, n - done, p->out_max) < 0) {
+        if (up_buf_append(&p->out, d + done, n - done, p->out_max + p->out_preface) < 0) {
             up_pipe_abort(p, UP_MUX_C_INTERNAL, "out of memory buffering stream data");
             return;
         }

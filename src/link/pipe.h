@@ -26,14 +26,16 @@ struct up_pipe {
     struct up_sock *wsk; /* owned: write side; == rs for a socket */
     struct up_buf out;   /* link → local bytes not yet written */
     size_t out_max;
-    bool started;   /* local fds attached */
-    bool reading;   /* read interest armed */
-    bool drained;   /* the last read was short: the socket is empty for now */
-    bool rd_eof;    /* local side sent EOF */
-    bool fin_rcvd;  /* link side sent FIN */
-    bool wr_shut;   /* we shut down the local write side */
-    bool link_done; /* the stream left the link */
-    bool done;      /* on_done delivered */
+    size_t out_preface; /* leading bytes of out that are ours, not the stream's (no credit) */
+    bool started;       /* local fds attached */
+    bool reading;       /* read interest armed */
+    bool drained;       /* the last read was short: the socket is empty for now */
+    bool rd_eof;        /* local side sent EOF */
+    bool fin_rcvd;      /* link side sent FIN */
+    bool wr_shut;       /* we shut down the local write side */
+    bool link_done;     /* the stream left the link */
+    bool data_seen;     /* stream bytes arrived: too late for a preface */
+    bool done;          /* on_done delivered */
     bool freeing;
     int open_socks;
     uint32_t end_code;
@@ -49,6 +51,12 @@ extern const struct up_lstream_ops up_pipe_stream_ops;
 /* Attach local fds (rfd == wfd for a socket) and start moving bytes once the stream may
  * send. Returns UP_OK or UP_ESYS/UP_ENOMEM (the pipe is then failed and reports done). */
 UP_NODISCARD int up_pipe_start(struct up_pipe *p, int rfd, int wfd);
+/* Queue d[0..n) (copied) to go to the local side before any stream byte, e.g. a PROXY
+ * protocol header. Call it before stream data can arrive (before up_link_accept() on a stream
+ * the peer opened), before or after up_pipe_start(). The bytes wait in the pipe's buffer until
+ * the socket is writable and return no credit to the peer. Returns UP_OK, UP_ESTATE (stream
+ * data already arrived, or the pipe is finished) or UP_ENOMEM. */
+UP_NODISCARD int up_pipe_preface(struct up_pipe *p, const uint8_t *d, size_t n);
 /* Abort: reset the stream with code/reason, close local fds, report done. */
 void up_pipe_abort(struct up_pipe *p, uint32_t code, const char *reason);
 

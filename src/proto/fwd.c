@@ -8,20 +8,15 @@ static bool is_ws(char c)
     return c == ' ' || c == '\t';
 }
 
-/* One X-Forwarded-For entry, spaces trimmed: an address with an optional port. */
-static int entry_addr(const char *s, size_t len, uint8_t out[16])
+int up_fwd_addr_parse(const char *s, size_t len, uint8_t out[16], uint16_t *port)
 {
-    while (len && is_ws(*s)) {
-        s++;
-        len--;
-    }
-    while (len && is_ws(s[len - 1])) {
-        len--;
-    }
-    if (len == 0) {
+    uint8_t a[16];
+    if (!s || len == 0) {
         return UP_EPROTO;
     }
-    if (up_ip_parse(s, len, out) == UP_OK) {
+    if (up_ip_parse(s, len, a) == UP_OK) {
+        memcpy(out, a, 16);
+        *port = 0;
         return UP_OK;
     }
     /* "[v6]:port" or "v4:port". */
@@ -42,16 +37,37 @@ static int entry_addr(const char *s, size_t len, uint8_t out[16])
     if (plen == 0 || plen > 5) {
         return UP_EPROTO;
     }
+    uint32_t p = 0;
     for (size_t i = 0; i < plen; i++) {
         if (colon[1 + i] < '0' || colon[1 + i] > '9') {
             return UP_EPROTO;
         }
+        p = p * 10 + (uint32_t)(colon[1 + i] - '0');
+    }
+    if (p > 65535) {
+        return UP_EPROTO;
     }
     size_t alen = (size_t)(colon - s);
-    if (s[0] == '[') {
-        return up_ip_parse(s, alen, out) == UP_OK ? UP_OK : UP_EPROTO;
+    if (up_ip_parse(s, alen, a) != UP_OK || (s[0] != '[' && memchr(s, '[', alen))) {
+        return UP_EPROTO;
     }
-    return up_ip_parse(s, alen, out) == UP_OK && !memchr(s, '[', alen) ? UP_OK : UP_EPROTO;
+    memcpy(out, a, 16);
+    *port = (uint16_t)p;
+    return UP_OK;
+}
+
+/* One X-Forwarded-For entry, spaces trimmed: an address with an optional port. */
+static int entry_addr(const char *s, size_t len, uint8_t out[16])
+{
+    while (len && is_ws(*s)) {
+        s++;
+        len--;
+    }
+    while (len && is_ws(s[len - 1])) {
+        len--;
+    }
+    uint16_t port;
+    return up_fwd_addr_parse(s, len, out, &port);
 }
 
 int up_fwd_xff_client(const char *v, size_t len, const struct up_cidr_list *trusted,
@@ -141,5 +157,35 @@ int up_fwd_proxy_v2(const uint8_t src[16], uint16_t sport, const uint8_t dst[16]
     p[2] = (uint8_t)(dport >> 8);
     p[3] = (uint8_t)dport;
     *len = 16 + alen;
+    return UP_OK;
+}
+
+int up_fwd_proxy_v1_unknown(char *out, size_t cap, size_t *len)
+{
+    static const char line[] = "PROXY UNKNOWN\r\n";
+    *len = 0;
+    if (cap < sizeof line) {
+        if (cap) {
+            out[0] = '\0';
+        }
+        return UP_ELIMIT;
+    }
+    memcpy(out, line, sizeof line);
+    *len = sizeof line - 1;
+    return UP_OK;
+}
+
+int up_fwd_proxy_v2_local(uint8_t *out, size_t cap, size_t *len)
+{
+    *len = 0;
+    if (cap < 16) {
+        return UP_ELIMIT;
+    }
+    memcpy(out, v2_sig, sizeof v2_sig);
+    out[12] = 0x20; /* version 2, LOCAL */
+    out[13] = 0x00; /* AF_UNSPEC, UNSPEC */
+    out[14] = 0;
+    out[15] = 0;
+    *len = 16;
     return UP_OK;
 }

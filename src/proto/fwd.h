@@ -24,6 +24,14 @@
 UP_NODISCARD int up_fwd_xff_client(const char *v, size_t len, const struct up_cidr_list *trusted,
                                    uint8_t out[16]);
 
+/* Parse one address with an optional port, s[0..len) with no surrounding spaces: "192.0.2.1",
+ * "192.0.2.1:4711", "2001:db8::1", "[2001:db8::1]", "[2001:db8::1]:4711". *port is 0 when
+ * there is none. Returns UP_OK, or UP_EPROTO (out and port untouched). */
+UP_NODISCARD int up_fwd_addr_parse(const char *s, size_t len, uint8_t out[16], uint16_t *port);
+
+/* The largest header the builders below write: a v1 line is at most 107 bytes. */
+#define UP_FWD_PROXY_MAX 108
+
 /* PROXY protocol v1 line for a TCP connection from src:sport to dst:dport:
  * "PROXY TCP4 192.0.2.1 198.51.100.2 4711 443\r\n" (TCP6 for IPv6; when the two families
  * differ both are written as IPv6, IPv4-mapped). At most 107 bytes (the spec's limit), so
@@ -36,5 +44,12 @@ UP_NODISCARD int up_fwd_proxy_v1(const uint8_t src[16], uint16_t sport, const ui
  * for IPv6 (mixed families as IPv6). Returns UP_OK with *len set, or UP_ELIMIT. */
 UP_NODISCARD int up_fwd_proxy_v2(const uint8_t src[16], uint16_t sport, const uint8_t dst[16],
                                  uint16_t dport, uint8_t *out, size_t cap, size_t *len);
+
+/* The headers for a connection whose origin is not known (haproxy's proxy-protocol.txt):
+ * v1 "PROXY UNKNOWN\r\n" (15 bytes, the receiver uses the real connection's addresses), and
+ * v2 the LOCAL command (ver_cmd 0x20, family 0x00 UNSPEC, length 0: 16 bytes). Return UP_OK
+ * with *len set, or UP_ELIMIT when cap is too small (*len 0). */
+UP_NODISCARD int up_fwd_proxy_v1_unknown(char *out, size_t cap, size_t *len);
+UP_NODISCARD int up_fwd_proxy_v2_local(uint8_t *out, size_t cap, size_t *len);
 
 #endif

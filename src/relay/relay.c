@@ -15,6 +15,7 @@
 #include "net/addr.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "proto/fwd.h"
 #include "proto/h1.h"
 #include "proto/token.h"
 #include "proto/ws.h"
@@ -31,7 +32,9 @@ struct rlink {
     struct up_link *link; /* owned by itself; NULL once closed */
     enum rlink_role role;
     struct up_token_claims claims;
-    char peer[64];
+    char peer[64];  /* the client: the TCP peer, or X-Forwarded-For's from a trusted proxy */
+    char local[64]; /* our end of the TCP connection: the PROXY protocol destination */
+    char desc[160]; /* peer for logs, with " (via proxy P, https)" when it came through one */
     char services[UP_TOKEN_MAX_SERVICES][UP_TOKEN_MAX_NAME + 1]; /* agents: what it serves */
     size_t n_services;
     bool draining; /* GOAWAY sent or received: no new stream goes to this link */
@@ -68,8 +71,13 @@ struct hconn {
     struct rlink *pending; /* the link-to-be */
     int open_handles;
     bool closing;
-    char peer[64];
-    bool peer_loopback;
+    char peer[64];        /* the TCP peer, IP:PORT */
+    uint8_t peer_ip[16];  /* ... as an address, for --trusted-proxy */
+    char local[64];       /* our end of the connection, IP:PORT */
+    char client[64];      /* who is calling: peer, or the client a trusted proxy names */
+    char via[64];         /* the trusted proxy (peer) when client came from it, else "" */
+    char proto[8];        /* X-Forwarded-Proto from a trusted proxy, or "" */
+    bool client_loopback; /* /stats is served to loopback clients only */
     struct hconn *next, *prev;
 };
 
@@ -96,18 +104,23 @@ struct up_relay {
 
 /* ---- helpers ---- */
 
-static bool is_loopback(const struct sockaddr_storage *ss)
+/* The 16-byte form of src/base/cidr.h (IPv4 as IPv4-mapped). */
+static void sa_ip16(const struct sockaddr_storage *ss, uint8_t out[16])
 {
+    memset(out, 0, 16);
     if (ss->ss_family == AF_INET) {
         const struct sockaddr_in *s4 = (const struct sockaddr_in *)ss;
-        return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &s4->sin_addr, 4);
+    } else if (ss->ss_family == AF_INET6) {
+        memcpy(out, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
     }
-    if (ss->ss_family == AF_INET6) {
-        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-        return IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr) ||
-               (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr) && s6->sin6_addr.s6_addr[12] == 127);
-    }
-    return false;
+}
+
+static bool is_loopback(const uint8_t a[16])
+{
+    static const uint8_t v6_loopback[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    return (up_ip_is_v4(a) && a[12] == 127) || memcmp(a, v6_loopback, 16) == 0;
 }
 
 static void rlink_unlist(struct up_relay *r, struct rlink *rl)
@@ -297,7 +310,7 @@ static bool bridge_reopen(struct bridge *br, uint32_t code)
         return false;
     }
     br->reopens++;
-    UP_LOGD("stream to '%s' refused by a draining agent: retried on %s", br->service, agent->peer);
+    UP_LOGD("stream to '%s' refused by a draining agent: retried on %s", br->service, agent->desc);
     return true;
 }
 
@@ -343,8 +356,9 @@ static const struct up_lstream_ops b_ops = {
 /* Open br's agent half on agent's link; the metadata tells the agent who is calling. */
 static int bridge_open_agent(struct bridge *br, struct rlink *agent, const struct rlink *client)
 {
-    char m[200];
-    int ml = snprintf(m, sizeof m, "client=%s\nsub=%s\n", client->peer, client->claims.sub);
+    char m[320];
+    int ml = snprintf(m, sizeof m, "client=%s\nrelay=%s\nsub=%s\n", client->peer, client->local,
+                      client->claims.sub);
     int rv = up_link_open(agent->link, &br->b, br->service, (const uint8_t *)m,
                           ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0, &b_ops, br);
     if (rv == 0) {
@@ -374,7 +388,7 @@ static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const
         snprintf(why, sizeof why, "token does not allow service '%s'", svc);
         r->n.streams_refused++;
         r->n.rejected++;
-        UP_LOGI("refused stream from %s: %s", rl->peer, why);
+        UP_LOGI("refused stream from %s: %s", rl->desc, why);
         up_link_refuse(l, sid, UP_MUX_C_FORBIDDEN, why);
         return;
     }
@@ -426,7 +440,7 @@ static void on_link_close(struct up_link *l, const char *reason)
 {
     struct rlink *rl = up_link_ud(l);
     struct up_relay *r = rl->relay;
-    UP_LOGI("%s link from %s closed: %s", rl->role == RL_AGENT ? "agent" : "client", rl->peer,
+    UP_LOGI("%s link from %s closed: %s", rl->role == RL_AGENT ? "agent" : "client", rl->desc,
             reason);
     rlink_unlist(r, rl);
     up_free(rl);
@@ -441,7 +455,7 @@ static void on_link_goaway(struct up_link *l, uint32_t code, const char *reason)
     struct rlink *rl = up_link_ud(l);
     rl->draining = true;
     UP_LOGI("%s link from %s going away (%s: %s); %zu stream(s) finish on it",
-            rl->role == RL_AGENT ? "agent" : "client", rl->peer, up_mux_code_name(code), reason,
+            rl->role == RL_AGENT ? "agent" : "client", rl->desc, up_mux_code_name(code), reason,
             up_link_nstreams(l));
 }
 
@@ -527,13 +541,26 @@ static void hc_respond(struct hconn *c, int status, const char *text, const char
     hc_flush(c);
 }
 
+/* Who is calling, for logs: "A", or "A (via proxy P, https)" when a trusted proxy named A. */
+static const char *hc_desc(const struct hconn *c, char *buf, size_t cap)
+{
+    if (!c->via[0]) {
+        snprintf(buf, cap, "%s", c->client);
+    } else {
+        snprintf(buf, cap, "%s (via proxy %s%s%s)", c->client, c->via, c->proto[0] ? ", " : "",
+                 c->proto);
+    }
+    return buf;
+}
+
 static void hc_error(struct hconn *c, int status, const char *text, const char *why)
 {
     char body[300];
     snprintf(body, sizeof body, "%s\n", why);
     if (status == 401 || status == 403) {
+        char who[160];
         c->relay->n.rejected++;
-        UP_LOGI("rejected %s: %d %s", c->peer, status, why);
+        UP_LOGI("rejected %s: %d %s", hc_desc(c, who, sizeof who), status, why);
     }
     hc_respond(c, status, text, body, "text/plain; charset=utf-8",
                status == 401 ? "WWW-Authenticate: Bearer\r\n" : NULL);
@@ -576,9 +603,9 @@ static void become_link(struct hconn *c)
             o += (size_t)k;
         }
         UP_LOGI("agent %s connected from %s serving %s", rl->claims.sub[0] ? rl->claims.sub : "-",
-                rl->peer, list);
+                rl->desc, list);
     } else {
-        UP_LOGI("client %s connected from %s", rl->claims.sub[0] ? rl->claims.sub : "-", rl->peer);
+        UP_LOGI("client %s connected from %s", rl->claims.sub[0] ? rl->claims.sub : "-", rl->desc);
     }
 }
 
@@ -694,9 +721,102 @@ static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size
     return 0;
 }
 
+/* X-Forwarded-Proto's last element, if it is one we know; "" otherwise. */
+static void forwarded_proto(struct hconn *c, const struct up_h1_msg *m)
+{
+    const struct up_h1_header *last = NULL;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (up_str_ieq(m->headers[i].name, m->headers[i].name_len, "x-forwarded-proto")) {
+            last = &m->headers[i];
+        }
+    }
+    if (!last) {
+        return;
+    }
+    /* The nearest proxy appends (or sets) the value: take the rightmost element. */
+    const char *v = last->value;
+    size_t len = last->value_len;
+    const char *comma = len ? memrchr(v, ',', len) : NULL;
+    if (comma) {
+        len -= (size_t)(comma + 1 - v);
+        v = comma + 1;
+    }
+    while (len && (*v == ' ' || *v == '\t')) {
+        v++;
+        len--;
+    }
+    if (up_str_ieq(v, len, "https") || up_str_ieq(v, len, "http")) {
+        snprintf(c->proto, sizeof c->proto, "%s", len == 5 ? "https" : "http");
+    } else {
+        UP_LOGD("X-Forwarded-Proto from %s ignored: not http or https", c->peer);
+    }
+}
+
+/* Who is calling. From a trusted front proxy (--trusted-proxy), X-Forwarded-For names the
+ * client, walked from the right so entries a client wrote itself are never believed, and
+ * X-Forwarded-Proto the scheme it used. From anyone else both headers are ignored: a client
+ * cannot claim an address. The TCP peer stays the client when the proxy sent no usable
+ * X-Forwarded-For. */
+static void resolve_client(struct hconn *c, const struct up_h1_msg *m)
+{
+    const struct up_cidr_list *t = &c->relay->cfg.trusted_proxies;
+    size_t n = 0, total = 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        if (up_str_ieq(m->headers[i].name, m->headers[i].name_len, "x-forwarded-for")) {
+            total += m->headers[i].value_len + (n ? 2 : 0);
+            n++;
+        }
+    }
+    if (t->n == 0 || !up_cidr_list_match(t, c->peer_ip)) {
+        /* Some proxy forwarded this request: it is not a local one, whatever the peer. */
+        if (n) {
+            c->client_loopback = false;
+        }
+        return;
+    }
+    forwarded_proto(c, m);
+    if (n == 0) {
+        return;
+    }
+    /* Forwarded for someone, even if we cannot tell whom: not a local request. */
+    c->client_loopback = false;
+    /* Several header lines are one list, joined in order (RFC 9110 §5.3). */
+    char *xff = up_malloc(total + 1);
+    if (!xff) {
+        UP_LOGD("X-Forwarded-For from %s ignored: out of memory", c->peer);
+        return;
+    }
+    size_t o = 0;
+    for (size_t i = 0; i < m->n_headers; i++) {
+        const struct up_h1_header *h = &m->headers[i];
+        if (up_str_ieq(h->name, h->name_len, "x-forwarded-for")) {
+            if (o) {
+                memcpy(xff + o, ", ", 2);
+                o += 2;
+            }
+            memcpy(xff + o, h->value, h->value_len);
+            o += h->value_len;
+        }
+    }
+    uint8_t ip[16];
+    int rv = up_fwd_xff_client(xff, o, t, ip);
+    if (rv < 0) {
+        UP_LOGD("X-Forwarded-For from trusted proxy %s is not a list of addresses: using the "
+                "proxy's address (%.*s)",
+                c->peer, (int)(o > 200 ? 200 : o), xff);
+        up_free(xff);
+        return;
+    }
+    up_free(xff);
+    up_ip_format(ip, c->client, sizeof c->client);
+    snprintf(c->via, sizeof c->via, "%s", c->peer);
+    c->client_loopback = is_loopback(ip);
+}
+
 static void on_request(struct hconn *c, const struct up_h1_msg *m)
 {
     struct up_relay *r = c->relay;
+    resolve_client(c, m);
     const char *q = memchr(m->target, '?', m->target_len);
     size_t plen = q ? (size_t)(q - m->target) : m->target_len;
     char path[256];
@@ -718,7 +838,7 @@ static void on_request(struct hconn *c, const struct up_h1_msg *m)
         return;
     }
     if (strcmp(path, "/stats") == 0) {
-        if (!c->peer_loopback && !r->cfg.stats_public) {
+        if (!c->client_loopback && !r->cfg.stats_public) {
             hc_error(c, 403, "Forbidden", "/stats is served to loopback only (--stats-public)");
             return;
         }
@@ -761,7 +881,9 @@ static void on_request(struct hconn *c, const struct up_h1_msg *m)
     }
     rl->relay = r;
     rl->role = agent ? RL_AGENT : RL_CLIENT;
-    snprintf(rl->peer, sizeof rl->peer, "%s", c->peer);
+    snprintf(rl->peer, sizeof rl->peer, "%s", c->client);
+    snprintf(rl->local, sizeof rl->local, "%s", c->local);
+    hc_desc(c, rl->desc, sizeof rl->desc);
     const char *tok = auth->value + 7;
     size_t tok_len = auth->value_len - 7;
     while (tok_len && *tok == ' ') {
@@ -961,7 +1083,14 @@ static void on_accept(struct up_sock *ls, bool readable, bool writable)
         up_buf_init(&c->in);
         up_buf_init(&c->out);
         up_addr_format((struct sockaddr *)&peer, c->peer, sizeof c->peer);
-        c->peer_loopback = is_loopback(&peer);
+        sa_ip16(&peer, c->peer_ip);
+        c->client_loopback = is_loopback(c->peer_ip);
+        snprintf(c->client, sizeof c->client, "%s", c->peer);
+        struct sockaddr_storage local;
+        socklen_t llen = sizeof local;
+        if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
+            up_addr_format((struct sockaddr *)&local, c->local, sizeof c->local);
+        }
         uv_timer_init(r->loop, &c->timer);
         c->timer.data = c;
         uv_timer_start(&c->timer, hc_timeout, r->cfg.head_timeout_ms, 0);

@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "base/cidr.h"
 #include "link/link.h"
 
 struct up_relay_cfg {
@@ -21,6 +22,10 @@ struct up_relay_cfg {
     uint64_t leeway_s;
     bool stats_public;         /* serve /stats to non-loopback peers */
     uint64_t drain_timeout_ms; /* up_relay_shutdown(): time streams get to finish, 0 = none */
+    /* Front proxies (--trusted-proxy): only from a TCP peer in this list are X-Forwarded-For
+     * (the client's address) and X-Forwarded-Proto believed; from anyone else both are
+     * ignored. Empty: nobody is trusted. */
+    struct up_cidr_list trusted_proxies;
     struct up_link_cfg link;
 };
 

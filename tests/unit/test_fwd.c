@@ -150,6 +150,83 @@ static void test_proxy_v2_exact(void **state)
     assert_int_equal(n, 0);
 }
 
+static void test_addr_parse_with_and_without_port(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *in, *ip;
+        uint16_t port;
+    } good[] = {
+        {"192.0.2.1", "192.0.2.1", 0},
+        {"192.0.2.1:4711", "192.0.2.1", 4711},
+        {"192.0.2.1:0", "192.0.2.1", 0},
+        {"192.0.2.1:65535", "192.0.2.1", 65535},
+        {"2001:db8::1", "2001:db8::1", 0},
+        {"[2001:db8::1]", "2001:db8::1", 0},
+        {"[2001:db8::1]:443", "2001:db8::1", 443},
+        {"[::ffff:192.0.2.1]:80", "192.0.2.1", 80}, /* IPv4-mapped: an IPv4 client */
+    };
+    for (size_t i = 0; i < sizeof good / sizeof good[0]; i++) {
+        uint8_t a[16];
+        uint16_t port = 1;
+        char text[64];
+        if (up_fwd_addr_parse(good[i].in, strlen(good[i].in), a, &port) != UP_OK) {
+            fail_msg("'%s' refused", good[i].in);
+        }
+        up_ip_format(a, text, sizeof text);
+        assert_string_equal(text, good[i].ip);
+        assert_int_equal(port, good[i].port);
+    }
+    static const char *const bad[] = {
+        "",
+        "192.0.2.1:",
+        "192.0.2.1:65536",
+        "192.0.2.1:99999",
+        "192.0.2.1:123456",
+        "192.0.2.1:8a",
+        " 192.0.2.1",
+        "[192.0.2.1]:80",
+        "[2001:db8::1]80",
+        "2001:db8::1]:80",
+        "host:80",
+        "unknown",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        uint8_t a[16];
+        uint16_t port = 7;
+        if (up_fwd_addr_parse(bad[i], strlen(bad[i]), a, &port) != UP_EPROTO) {
+            fail_msg("'%s' accepted", bad[i]);
+        }
+        assert_int_equal(port, 7);
+    }
+    uint8_t a[16];
+    uint16_t port;
+    assert_int_equal(up_fwd_addr_parse(NULL, 0, a, &port), UP_EPROTO);
+}
+
+static void test_proxy_unknown_and_local_exact(void **state)
+{
+    (void)state;
+    char line[UP_FWD_PROXY_MAX];
+    size_t n = 99;
+    /* proxy-protocol.txt §2.1: "PROXY UNKNOWN\r\n" for connections of unknown origin. */
+    assert_int_equal(up_fwd_proxy_v1_unknown(line, sizeof line, &n), UP_OK);
+    assert_int_equal(n, 15);
+    assert_memory_equal(line, "PROXY UNKNOWN\r\n", 15);
+    assert_int_equal(up_fwd_proxy_v1_unknown(line, 16, &n), UP_OK);
+    assert_int_equal(up_fwd_proxy_v1_unknown(line, 15, &n), UP_ELIMIT);
+    assert_int_equal(n, 0);
+    /* §2.2: LOCAL is version 2 command 0 (0x20), family/protocol UNSPEC (0x00), length 0. */
+    static const uint8_t want[16] = {0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
+                                     0x55, 0x49, 0x54, 0x0A, 0x20, 0x00, 0x00, 0x00};
+    uint8_t out[UP_FWD_PROXY_MAX];
+    assert_int_equal(up_fwd_proxy_v2_local(out, sizeof out, &n), UP_OK);
+    assert_int_equal(n, 16);
+    assert_memory_equal(out, want, 16);
+    assert_int_equal(up_fwd_proxy_v2_local(out, 15, &n), UP_ELIMIT);
+    assert_int_equal(n, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -157,6 +234,8 @@ int main(void)
         cmocka_unit_test(test_xff_refuses_what_is_not_an_address),
         cmocka_unit_test(test_proxy_v1_exact),
         cmocka_unit_test(test_proxy_v2_exact),
+        cmocka_unit_test(test_addr_parse_with_and_without_port),
+        cmocka_unit_test(test_proxy_unknown_and_local_exact),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

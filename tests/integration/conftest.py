@@ -140,6 +140,23 @@ class Stack:
         with urllib.request.urlopen(url, timeout=5, context=ctx) as r:
             return json.loads(r.read())
 
+    def wait_streams(self, active=0, link=None, timeout=5):
+        """Wait (bounded) until the relay's /stats shows `active` bridged streams and `link`
+        streams on its links (default: two per bridged stream, one on each side), over ws or
+        wss alike; on timeout, fail with what it showed."""
+        link = 2 * active if link is None else link
+        last = {}
+
+        def ok():
+            last.update(self.stats())
+            return last["streams_active"] == active and last["link_streams"] == link
+        try:
+            wait_until(ok, timeout, "relay stream counts", interval=0.05)
+        except TimeoutError:
+            raise AssertionError(f"relay streams_active={last.get('streams_active')} "
+                                 f"link_streams={last.get('link_streams')}, expected "
+                                 f"{active} and {link}")
+
 
 @pytest.fixture
 def stack(procs, env, tmp):

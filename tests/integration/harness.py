@@ -185,3 +185,154 @@ def exchange(port, data, timeout=60, chunk=1 << 18):
     if err:
         raise err[0]
     return b"".join(got)
+
+
+# ---- shared by the fault tests (test_faults, test_links, test_drain) ----
+
+
+def wait_fds(proc, want, timeout=5, what=""):
+    """Wait (bounded) until proc has exactly `want` open file descriptors."""
+    try:
+        wait_until(lambda: proc.nfds() == want, timeout, f"fd count of {what or proc.args[1]}")
+    except TimeoutError:
+        raise AssertionError(f"{what or proc.args[1]}: {proc.nfds()} fds, expected {want}")
+
+
+def settled_nfds(*procs, quiet=0.15, timeout=5):
+    """The fd counts of procs (a list) once none has changed for `quiet` seconds, so that a
+    baseline is not taken while a socket (e.g. of a /stats request) is still being closed; for
+    one process, its count."""
+    def now():
+        return [p.nfds() for p in procs]
+    deadline = time.monotonic() + timeout
+    last, since = now(), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        n = now()
+        if n != last:
+            last, since = n, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return n[0] if len(procs) == 1 else n
+    raise AssertionError(f"fd counts of {[p.args[1] for p in procs]} did not settle within "
+                         f"{timeout}s")
+
+
+class FdBaseline:
+    """File-descriptor counts of several processes (by name), taken before a fault with
+    nothing in flight. check() waits, bounded, until every process is back at its baseline
+    plus an expected change (e.g. relay=-1 for a link socket that is legitimately gone) and
+    reports every mismatch at once."""
+
+    def __init__(self, **procs):
+        self.procs = procs
+        names = list(procs)
+        counts = settled_nfds(*procs.values()) if len(names) > 1 else [
+            settled_nfds(procs[names[0]])]
+        self.base = dict(zip(names, counts))
+
+    def check(self, timeout=5, **delta):
+        unknown = set(delta) - set(self.procs)
+        assert not unknown, f"no baseline for {unknown}"
+        want = {n: self.base[n] + delta.get(n, 0) for n in self.procs}
+
+        def now():
+            return {n: p.nfds() for n, p in self.procs.items()}
+        try:
+            wait_until(lambda: now() == want, timeout, "fd counts back at their baseline")
+        except TimeoutError:
+            raise AssertionError(f"fd leak: counts {now()}, expected {want} "
+                                 f"(baseline {self.base})")
+
+
+class Flow:
+    """One TCP stream through connect to an echo service: sends data (after the first chunk it
+    may wait on a gate), reads the echo until EOF, and records its sha256 and when it ended."""
+
+    def __init__(self, port, data, gate=None, first=1 << 16, chunk=1 << 18):
+        self.data = data
+        self.want = hashlib.sha256(data).hexdigest()
+        self.gate = gate
+        self.first = min(first, len(data))
+        self.chunk = chunk
+        self.h = hashlib.sha256()
+        self.n = 0
+        self.err = None
+        self.ended = None
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
+        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.writer = threading.Thread(target=self._write, daemon=True)
+        self.reader.start()
+        self.writer.start()
+
+    def _read(self):
+        try:
+            while True:
+                b = self.sock.recv(1 << 20)
+                if not b:
+                    break
+                self.h.update(b)
+                self.n += len(b)
+        except OSError as e:
+            self.err = e
+        self.ended = time.monotonic()
+
+    def _write(self):
+        try:
+            view = memoryview(self.data)
+            self.sock.sendall(view[:self.first])
+            if self.gate:
+                self.gate.wait(60)
+            for i in range(self.first, len(self.data), self.chunk):
+                self.sock.sendall(view[i:i + self.chunk])
+            self.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            pass  # the reader sees the reset too
+
+    @property
+    def done(self):
+        return not self.reader.is_alive()
+
+    @property
+    def ok(self):
+        return (self.done and self.err is None and self.n == len(self.data)
+                and self.h.hexdigest() == self.want)
+
+    @property
+    def echoed_first(self):
+        return self.n >= self.first
+
+    def join(self, timeout):
+        self.reader.join(timeout)
+        self.writer.join(1)
+        self.sock.close()
+        assert self.done, "stream did not end in time"
+
+
+def gated_flows(port, n, size, gate, timeout=20):
+    """n Flows of `size` random bytes that each send their first chunk, see it echoed, then
+    wait on `gate`: n streams held open mid-transfer for a fault."""
+    flows = [Flow(port, os.urandom(size), gate=gate) for _ in range(n)]
+    wait_until(lambda: all(f.echoed_first for f in flows), timeout,
+               "every stream echoed its start")
+    return flows
+
+
+def assert_cut_promptly(flows, t_fault, bound, what="streams"):
+    """Every flow in `flows` has ended (reset or EOF) within `bound` seconds of t_fault and
+    none of them carried its data through; returns the slowest close time."""
+    assert flows and all(f.done for f in flows), f"{what}: not all ended"
+    slowest = max(f.ended for f in flows) - t_fault
+    assert slowest < bound, f"{what} closed {slowest:.2f}s after the fault (bound {bound}s)"
+    assert not any(f.ok for f in flows), f"{what}: a stream that lost its path completed"
+    for f in flows:
+        f.sock.close()  # a writer still waiting on its gate then fails quietly
+    return slowest
+
+
+def assert_all_ok(flows, timeout=60, what="surviving streams"):
+    """Join every flow and check each carried its data byte for byte (sha256)."""
+    for f in flows:
+        f.join(timeout)
+    bad = [(f.err, f.n, len(f.data)) for f in flows if not f.ok]
+    assert not bad, f"{what}: {len(bad)} of {len(flows)} not byte-exact: {bad}"

@@ -5,7 +5,6 @@ they get a GOAWAY, an agent drains on SIGTERM, and the relay's own pings catch a
 Every wait has a deadline; data is checked byte for byte (sha256); after each fault the surviving
 processes are back to their baseline file-descriptor counts and the relay has no stream left."""
 import base64
-import hashlib
 import os
 import signal
 import socket
@@ -14,7 +13,8 @@ import threading
 import time
 
 from conftest import mint
-from harness import Server, echo_handler, exchange, free_port_outside_ephemeral, wait_until
+from harness import (FdBaseline, Flow, Server, echo_handler, exchange,
+                     free_port_outside_ephemeral, wait_fds, wait_until)
 
 FAST = ("--backoff-min", "100ms", "--backoff-max", "1s")
 
@@ -34,80 +34,9 @@ def paced_echo(progress, delay):
     return handler
 
 
-class Flow:
-    """One TCP stream through connect to an echo service: sends data (after the first chunk it
-    may wait on a gate), reads the echo until EOF, and records its sha256 and when it ended."""
-
-    def __init__(self, port, data, gate=None, first=1 << 16, chunk=1 << 18):
-        self.data = data
-        self.want = hashlib.sha256(data).hexdigest()
-        self.gate = gate
-        self.first = min(first, len(data))
-        self.chunk = chunk
-        self.h = hashlib.sha256()
-        self.n = 0
-        self.err = None
-        self.ended = None
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=60)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.writer = threading.Thread(target=self._write, daemon=True)
-        self.reader.start()
-        self.writer.start()
-
-    def _read(self):
-        try:
-            while True:
-                b = self.sock.recv(1 << 20)
-                if not b:
-                    break
-                self.h.update(b)
-                self.n += len(b)
-        except OSError as e:
-            self.err = e
-        self.ended = time.monotonic()
-
-    def _write(self):
-        try:
-            view = memoryview(self.data)
-            self.sock.sendall(view[:self.first])
-            if self.gate:
-                self.gate.wait(60)
-            for i in range(self.first, len(self.data), self.chunk):
-                self.sock.sendall(view[i:i + self.chunk])
-            self.sock.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass  # the reader sees the reset too
-
-    @property
-    def done(self):
-        return not self.reader.is_alive()
-
-    @property
-    def ok(self):
-        return (self.done and self.err is None and self.n == len(self.data)
-                and self.h.hexdigest() == self.want)
-
-    @property
-    def echoed_first(self):
-        return self.n >= self.first
-
-    def join(self, timeout):
-        self.reader.join(timeout)
-        self.writer.join(1)
-        self.sock.close()
-        assert self.done, "stream did not end in time"
-
-
-def wait_fds(proc, want, timeout=5, what=""):
-    try:
-        wait_until(lambda: proc.nfds() == want, timeout, f"fd count of {what or proc.args[1]}")
-    except TimeoutError:
-        raise AssertionError(f"{what or proc.args[1]}: {proc.nfds()} fds, expected {want}")
-
-
 def streams_zero(stack, timeout=5):
-    wait_until(lambda: stack.stats()["streams_active"] == 0, timeout, "relay streams_active 0")
+    """No stream left at the relay: neither bridged (streams_active) nor on any link."""
+    stack.wait_streams(0, timeout=timeout)
 
 
 def stream_counts(proc, service):
@@ -130,7 +59,7 @@ def test_relay_drain_finishes_transfer_while_a_new_relay_takes_over(stack):
         relay = stack.start_relay("--drain-timeout", "20s", port=port)
         agent = stack.start_agent([f"bulk=tcp://127.0.0.1:{srv.port}"], *FAST)
         c = stack.start_connect("bulk", *FAST)
-        base = (agent.nfds(), c.nfds())
+        fds = FdBaseline(agent=agent, connect=c)
         data = os.urandom(32 << 20)
         flow = Flow(c.port, data)
         wait_until(lambda: progress.get("in", 0) >= 4 << 20, 20, "transfer in flight")
@@ -142,6 +71,10 @@ def test_relay_drain_finishes_transfer_while_a_new_relay_takes_over(stack):
         agent.wait_log("connected to relay", 10, count=2)
         c.wait_log("connected to relay", 10, count=2)
         assert not flow.done, "transfer ended before the new relay was up; make it longer"
+        # The new relay's baseline: its listener plus one link each from agent and connect.
+        wait_until(lambda: (lambda s: (s["agents"], s["clients"]))(stack.stats()) == (1, 1), 5,
+                   "agent and connect linked to the new relay")
+        fds2 = FdBaseline(relay2=relay2)
         # New streams go through the new relay, beside the transfer on the old one.
         for i in range(5):
             assert exchange(c.port, b"fresh %d" % i, timeout=10) == b"fresh %d" % i
@@ -157,9 +90,9 @@ def test_relay_drain_finishes_transfer_while_a_new_relay_takes_over(stack):
         relay.wait_log("drained: all streams ended", 1)
         agent.wait_log("old link to the relay closed", 5)
         # The survivors hold exactly their one link again; nothing leaked.
-        wait_fds(agent, base[0], what="agent")
-        wait_fds(c, base[1], what="connect")
+        fds.check()
         streams_zero(stack)
+        fds2.check()
         assert relay2.alive()
     finally:
         srv.close()
@@ -184,7 +117,7 @@ def test_relay_drain_timeout_resets_streams_and_exits(stack):
         relay = stack.start_relay("--drain-timeout", "1s")
         agent = stack.start_agent([f"hold=tcp://127.0.0.1:{srv.port}"], *FAST)
         c = stack.start_connect("hold", *FAST)
-        base = (agent.nfds(), c.nfds())
+        fds = FdBaseline(agent=agent, connect=c)
         s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
         s.sendall(b"x")
         assert s.recv(1) == b"x"
@@ -209,8 +142,7 @@ def test_relay_drain_timeout_resets_streams_and_exits(stack):
         agent.wait_log("relay link down", 5)
         assert agent.alive() and c.alive()
         # Both lost their link (no relay to dial now) and every stream socket: baseline - 1.
-        wait_fds(agent, base[0] - 1, what="agent")
-        wait_fds(c, base[1] - 1, what="connect")
+        fds.check(agent=-1, connect=-1)
         s.close()
     finally:
         srv.close()
@@ -450,13 +382,13 @@ def test_agent_drain_finishes_its_stream_while_new_ones_go_elsewhere(stack):
         svc = [f"bulk=tcp://127.0.0.1:{srv.port}"]
         a1 = stack.start_agent(svc, "--log-level", "debug", name="agent1")
         c = stack.start_connect("bulk")
-        basec = c.nfds()
+        fdc = FdBaseline(connect=c)
         data = os.urandom(16 << 20)
         flow = Flow(c.port, data)
         wait_until(lambda: progress.get("in", 0) >= 2 << 20, 20, "transfer in flight")
         a2 = stack.start_agent(svc, "--log-level", "debug", name="agent2")
         wait_until(lambda: stack.stats()["agents"] == 2, 5, "two agents")
-        base2 = a2.nfds()
+        fds = FdBaseline(relay=stack.relay_proc, agent2=a2)
         a1.kill(signal.SIGTERM)
         a1.wait_log("draining: 1 streams, up to 30s", 5)
         wait_until(lambda: stack.stats()["links_draining"] == 1, 5, "relay sees agent1 draining")
@@ -475,8 +407,8 @@ def test_agent_drain_finishes_its_stream_while_new_ones_go_elsewhere(stack):
         a1.wait_log("drained: all streams ended", 1)
         wait_until(lambda: stack.stats()["agents"] == 1, 5, "agent1 gone from the relay")
         streams_zero(stack)
-        wait_fds(a2, base2, what="agent2")
-        wait_fds(c, basec, what="connect")
+        fdc.check()
+        fds.check(relay=-1)  # agent1's link socket is gone
     finally:
         srv.close()
 
@@ -494,7 +426,7 @@ def test_agent_drain_timeout_resets_and_exits(stack):
         stack.start_relay()
         a = stack.start_agent([f"hold=tcp://127.0.0.1:{srv.port}"], "--drain-timeout", "1s")
         c = stack.start_connect("hold")
-        basec = c.nfds()
+        fds = FdBaseline(relay=stack.relay_proc, connect=c)
         s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
         s.sendall(b"x")
         wait_until(lambda: stack.stats()["streams_active"] == 1, 5, "stream open")
@@ -510,8 +442,8 @@ def test_agent_drain_timeout_resets_and_exits(stack):
         except ConnectionResetError:
             pass
         streams_zero(stack)
-        wait_fds(c, basec, what="connect")
         s.close()
+        fds.check(relay=-1)  # the agent's link socket is gone, nothing else
     finally:
         srv.close()
 
@@ -534,10 +466,11 @@ def test_relay_pings_detect_a_silent_client(stack):
 
     srv = Server(hold)
     try:
-        stack.start_relay("--ping-interval", "200ms", "--ping-misses", "2")
+        relay = stack.start_relay("--ping-interval", "200ms", "--ping-misses", "2")
         agent = stack.start_agent([f"hold=tcp://127.0.0.1:{srv.port}"])
         base = agent.nfds()
-        c = stack.start_connect("hold", "--ping-interval", "60s")
+        c = stack.start_connect("hold", "--ping-interval", "60s", *FAST)
+        fds = FdBaseline(relay=relay, connect=c)
         s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
         s.sendall(b"x")
         wait_until(lambda: stack.stats()["streams_active"] == 1, 5, "stream open")
@@ -551,8 +484,13 @@ def test_relay_pings_detect_a_silent_client(stack):
             assert stack.stats()["clients"] == 0
             streams_zero(stack)
             wait_fds(agent, base, what="agent")
+            wait_fds(relay, fds.base["relay"] - 1, what="relay")  # the dead link's socket
         finally:
             os.kill(c.pid, signal.SIGCONT)
         s.close()
+        # connect, running again, finds its link gone and dials a new one: nothing left over.
+        c.wait_log("connected to relay", 10, count=2)
+        streams_zero(stack)
+        fds.check()
     finally:
         srv.close()

@@ -4,7 +4,6 @@ a fleet of agents coming back after a relay restart without arriving all at once
 Streams are checked byte for byte (sha256); a lost link costs only its own streams, promptly;
 after each fault the survivors are back to their baseline file-descriptor counts."""
 import datetime
-import os
 import re
 import socket
 import struct
@@ -12,8 +11,9 @@ import threading
 import time
 
 from conftest import BIN, mint
-from harness import Proc, Server, echo_handler, exchange, free_port_outside_ephemeral, wait_until
-from test_drain import Flow, stream_counts, streams_zero, wait_fds
+from harness import (FdBaseline, Proc, Server, assert_all_ok, assert_cut_promptly, echo_handler,
+                     exchange, free_port_outside_ephemeral, gated_flows, wait_fds, wait_until)
+from test_drain import stream_counts, streams_zero
 
 
 class Forwarder:
@@ -98,12 +98,6 @@ def start_agent_at(stack, port, services, *extra, name="agent"):
     return p
 
 
-def gated_flows(port, n, size, gate):
-    flows = [Flow(port, os.urandom(size), gate=gate) for _ in range(n)]
-    wait_until(lambda: all(f.echoed_first for f in flows), 20, "every stream echoed its start")
-    return flows
-
-
 def test_agent_links_spread_streams_and_survive_a_cut_link(stack):
     echo = Server(echo_handler)
     fwd = None
@@ -118,10 +112,10 @@ def test_agent_links_spread_streams_and_survive_a_cut_link(stack):
             assert f"(link {i}/3)" in agent.text()
         wait_until(lambda: stack.stats()["agents"] == 3, 5, "3 agent links at the relay")
         c = stack.start_connect("bulk")
-        base = (relay.nfds(), agent.nfds(), c.nfds())
+        fds = FdBaseline(relay=relay, agent=agent, connect=c)
         gate = threading.Event()
         flows = gated_flows(c.port, 30, 1 << 20, gate)
-        assert stack.stats()["streams_active"] == 30
+        stack.wait_streams(30)
         assert stream_counts(agent, "bulk") == {1: 10, 2: 10, 3: 10}
         # Cut one agent link in the middle of the transfers.
         assert len(fwd.live()) == 3
@@ -129,13 +123,12 @@ def test_agent_links_spread_streams_and_survive_a_cut_link(stack):
         fwd.cut(fwd.live()[0])
         wait_until(lambda: sum(f.done for f in flows) == 10, 5, "the cut link's streams end")
         lost = [f for f in flows if f.done]
-        assert max(f.ended for f in lost) - t_cut < 2.0
-        assert not any(f.ok for f in lost)
+        assert_cut_promptly(lost, t_cut, 2.0, "the cut link's streams")
+        # The relay let go of exactly those 10 (on the client link too); 20 remain.
+        stack.wait_streams(20, timeout=2)
+        assert not any(f.done for f in flows if f not in lost)
         gate.set()
-        for f in flows:
-            f.join(60)
-        ok = [f for f in flows if f.ok]
-        assert len(ok) == 20, [(f.err, f.n) for f in flows if not f.ok]
+        assert_all_ok([f for f in flows if f not in lost], what="the other links' streams")
         # The cut link comes back by itself and takes streams again.
         agent.wait_log("relay link down (link", 5)
         agent.wait_log("connected to relay", 10, count=4)
@@ -146,9 +139,7 @@ def test_agent_links_spread_streams_and_survive_a_cut_link(stack):
         after = stream_counts(agent, "bulk")
         assert all(after[k] - before.get(k, 0) == 2 for k in (1, 2, 3)), (before, after)
         streams_zero(stack)
-        wait_fds(relay, base[0], what="relay")
-        wait_fds(agent, base[1], what="agent")
-        wait_fds(c, base[2], what="connect")
+        fds.check()  # the cut link is back: same counts everywhere
     finally:
         if fwd:
             fwd.close()
@@ -164,27 +155,26 @@ def test_several_agents_share_a_name_and_one_is_killed(stack):
         a2 = stack.start_agent(svc, "--log-level", "debug", name="agent2")
         wait_until(lambda: stack.stats()["agents"] == 2, 5, "two agents")
         c = stack.start_connect("echo")
-        base = (relay.nfds(), a2.nfds(), c.nfds())
+        fds = FdBaseline(relay=relay, agent2=a2, connect=c)
         gate = threading.Event()
         flows = gated_flows(c.port, 10, 1 << 20, gate)
+        stack.wait_streams(10)
         assert sum(stream_counts(a1, "echo").values()) == 5
         assert sum(stream_counts(a2, "echo").values()) == 5
         t_kill = time.monotonic()
         a1.kill()
         wait_until(lambda: sum(f.done for f in flows) == 5, 5, "agent1's streams end")
-        assert max(f.ended for f in flows if f.done) - t_kill < 2.0
+        lost = [f for f in flows if f.done]
+        assert_cut_promptly(lost, t_kill, 2.0, "agent1's streams")
+        stack.wait_streams(5, timeout=2)
         gate.set()
-        for f in flows:
-            f.join(60)
-        assert sum(f.ok for f in flows) == 5
+        assert_all_ok([f for f in flows if f not in lost], what="agent2's streams")
         wait_until(lambda: stack.stats()["agents"] == 1, 5, "agent1 gone")
         for i in range(6):
             assert exchange(c.port, b"left %d" % i, timeout=10) == b"left %d" % i
         assert sum(stream_counts(a2, "echo").values()) == 11
         streams_zero(stack)
-        wait_fds(relay, base[0] - 1, what="relay")  # agent1's link socket is gone
-        wait_fds(a2, base[1], what="agent2")
-        wait_fds(c, base[2], what="connect")
+        fds.check(relay=-1)  # agent1's link socket is gone
     finally:
         echo.close()
 

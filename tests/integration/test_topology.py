@@ -25,7 +25,7 @@ import pytest
 
 import netns
 from conftest import BIN, SECRET, mint
-from harness import digest_handler, wait_until
+from harness import digest_handler, settled_nfds as settled, wait_until
 from proxies import SQUID_AUTH_HELPER, Squid, Tinyproxy, make_cert, require
 
 netns.skip_unless_available()
@@ -109,10 +109,10 @@ def relay_url(w, tls):
             else f"ws://{w.topo.ip('pub')}:{WS_PORT}")
 
 
-def start_agent(w, name, tls=False, env_extra=None, extra=(), wait=True):
+def start_agent(w, name, tls=False, env_extra=None, extra=(), wait=True, services="svc"):
     env = dict(w.env, **(env_extra or {}))
     args = [BIN, "agent", "--relay", relay_url(w, tls), "--token",
-            mint(w.env, "agent", "svc"), "--service", f"svc=tcp://127.0.0.1:{SVC_PORT}",
+            mint(w.env, "agent", services), "--service", f"svc=tcp://127.0.0.1:{SVC_PORT}",
             "--dial-timeout", "3s", "--backoff-max", "2s", *extra]
     if tls:
         args += ["--ca", str(w.ca)]
@@ -122,14 +122,14 @@ def start_agent(w, name, tls=False, env_extra=None, extra=(), wait=True):
     return p
 
 
-def start_connect(w, name, tls=False, extra=()):
+def start_connect(w, name, tls=False, extra=(), service="svc", host="out"):
     port = 9000 + (hash(name) % 900)
     args = [BIN, "connect", "--relay", relay_url(w, tls), "--token",
-            mint(w.env, "client", "svc"), "svc", "--listen", f"127.0.0.1:{port}",
+            mint(w.env, "client", service), service, "--listen", f"127.0.0.1:{port}",
             "--ping-interval", "1s", "--ping-misses", "2", *extra]
     if tls:
         args += ["--ca", str(w.ca)]
-    p = w.topo.proc("out", args, env=w.env, log_path=w.tmp / f"{name}.log", name=name)
+    p = w.topo.proc(host, args, env=w.env, log_path=w.tmp / f"{name}.log", name=name)
     p.wait_log("connected to relay", 15)
     p.port = port
     return p
@@ -258,73 +258,185 @@ def fds(p):
     return len(os.listdir(f"/proc/{p.pid}/fd"))
 
 
-def test_a_black_holed_link_is_detected_and_every_hop_cleans_up(world):
-    """The client's link goes silent mid-transfer (no FIN, no RST): connect and the relay
-    both notice within ping interval x misses, the client's socket and the agent's backend
-    socket are closed, nothing leaks, and everything works again once the wire heals."""
+class Victim:
+    """A stream kept busy (sending without pause) through a connect in host, until its socket
+    is closed under it; records when that happened."""
+
+    def __init__(self, topo, host, port):
+        self.s = topo.connect(host, "127.0.0.1", port)
+        self.closed_at = None
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        chunk = os.urandom(1 << 16)
+        try:
+            self.s.settimeout(30)
+            while True:
+                self.s.sendall(chunk)
+        except OSError:
+            pass
+        # The send side may block on a full window: the close shows on the read side.
+        try:
+            while self.s.recv(65536):
+                pass
+        except OSError:
+            pass
+        self.closed_at = time.monotonic()
+
+    def close(self):
+        self.s.close()
+
+
+class Survivor:
+    """A stream to an echo service that keeps flowing for `seconds` (paced sends, echo read at
+    the same time); ok() tells whether every byte came back, in order."""
+
+    def __init__(self, topo, host, port, total=16 << 20, seconds=5.0):
+        self.data = os.urandom(total)
+        self.s = topo.connect(host, "127.0.0.1", port, timeout=60)
+        self.got = hashlib.sha256()
+        self.n = 0
+        self.seconds = seconds
+        self.tr = threading.Thread(target=self._read, daemon=True)
+        self.tw = threading.Thread(target=self._write, daemon=True)
+        self.tr.start()
+        self.tw.start()
+
+    def _write(self):
+        step = 1 << 16
+        pause = self.seconds / (len(self.data) / step)
+        for i in range(0, len(self.data), step):
+            self.s.sendall(self.data[i:i + step])
+            time.sleep(pause)
+        self.s.shutdown(socket.SHUT_WR)
+
+    def _read(self):
+        while True:
+            b = self.s.recv(1 << 20)
+            if not b:
+                return
+            self.got.update(b)
+            self.n += len(b)
+
+    def ok(self, timeout=60):
+        self.tw.join(timeout)
+        self.tr.join(timeout)
+        self.s.close()
+        return (self.n, self.got.hexdigest()) == (len(self.data),
+                                                  hashlib.sha256(self.data).hexdigest())
+
+
+def echo_handler(sock):
+    while True:
+        b = sock.recv(1 << 18)
+        if not b:
+            sock.shutdown(socket.SHUT_WR)
+            return
+        sock.sendall(b)
+
+
+def first_time(pred, timeout, what):
+    """Wait until pred() holds; return the monotonic time it was first seen."""
+    wait_until(pred, timeout, what, interval=0.01)
+    return time.monotonic()
+
+
+def test_a_black_holed_client_link_is_detected_and_every_hop_cleans_up(world):
+    """The client's link goes silent mid-transfer (no FIN, no RST) while another client's
+    stream keeps flowing: connect and the relay both notice within ping interval x misses, the
+    client's socket and the agent's backend socket are closed, the other stream arrives
+    byte-exact, nothing leaks, and everything works again once the wire heals."""
     t = world.topo
+    echo = t.server("priv", echo_handler)
     a = start_agent(world, "agent-bh", env_extra={"http_proxy": proxy_url(world, "squid")},
-                    extra=("--ping-interval", "1s", "--ping-misses", "2"))
+                    extra=("--ping-interval", "1s", "--ping-misses", "2",
+                           "--service", f"echo=tcp://127.0.0.1:{echo.port}"),
+                    services="svc,echo")
     c = start_connect(world, "connect-bh")
-    base = {"relay": fds(world.relay), "agent": fds(a), "connect": fds(c)}
+    # The survivor's client sits in another namespace, on a path the rule does not cut.
+    c2 = start_connect(world, "connect-bh-survivor", service="echo", host="proxy")
+    base = {"relay": settled(world.relay), "agent": settled(a), "connect": settled(c),
+            "connect2": settled(c2)}
     handled0 = world.svc.handled
-    s = t.connect("out", "127.0.0.1", c.port)
-    s.sendall(os.urandom(1 << 20))
-    wait_until(lambda: stats(world)["streams_active"] == 1, 5, "stream bridged")
+    v = Victim(t, "out", c.port)
+    sv = Survivor(t, "proxy", c2.port)
+    wait_until(lambda: stats(world)["streams_active"] == 2, 5, "both streams bridged")
+    time.sleep(0.3)  # both are flowing when the wire goes silent
     rule = t.blackhole(a="out", b="pub")
     t0 = time.monotonic()
-    s.settimeout(10)
-    try:
-        while s.recv(65536):
-            pass
-    except OSError:
-        pass
-    closed_after = time.monotonic() - t0
-    # 2 misses x 1 s, plus a ping period of phase and scheduling slack.
-    assert closed_after < 4.5, f"client socket closed after {closed_after:.1f}s"
+    wait_until(lambda: v.closed_at is not None, 8, "the client's socket closed")
+    t_relay = first_time(lambda: stats(world)["streams_active"] == 1, 8, "relay reset it")
+    t_agent = first_time(lambda: world.svc.handled > handled0, 8, "agent closed the backend")
+    # 2 misses x 1 s, plus up to a ping period of phase and scheduling slack.
+    for what, at in (("client socket", v.closed_at), ("relay", t_relay), ("backend", t_agent)):
+        assert at - t0 < 4.5, f"{what} closed {at - t0:.1f}s after the link went silent"
     c.wait_log("relay link down", 5)
-    wait_until(lambda: stats(world)["streams_active"] == 0, 5, "relay reset the stream")
-    wait_until(lambda: world.svc.handled > handled0, 5, "backend socket closed by the agent")
-    s.close()
+    assert sv.ok(), "the stream on the other link lost bytes"
+    v.close()
     rule.remove()
     c.wait_log("connected to relay", 15, count=2)
     data = os.urandom(1 << 20)
     expect_digest(exchange_in(world, "out", c.port, data), data)
-    wait_until(lambda: stats(world)["streams_active"] == 0, 5, "streams done")
-    wait_until(lambda: fds(world.relay) <= base["relay"] and fds(a) <= base["agent"] and
-               fds(c) <= base["connect"], 5, "no fd leaked")
+    wait_until(lambda: (lambda st: st["streams_active"] == 0 and st["link_streams"] == 0)(
+        stats(world)), 5, "no stream left on the relay")
+    now = {"relay": world.relay, "agent": a, "connect": c, "connect2": c2}
+    wait_until(lambda: {k: fds(p) for k, p in now.items()} == base, 5,
+               f"fds back at {base}")
+    stop(c2)
     stop(c)
     stop(a)
 
 
 def test_a_black_holed_agent_link_is_detected_by_both_ends(world):
-    """The agent's side of the world goes silent (proxy to relay): the relay drops the agent's
-    link and resets the client's stream; the agent notices too and comes back through the
-    proxy once the wire heals."""
+    """The agent's way out goes silent (proxy to relay) mid-transfer while another agent's
+    stream keeps flowing: the relay drops the agent's link and resets the client's stream, the
+    agent notices too and closes its backend socket, the other stream arrives byte-exact,
+    nothing leaks, and the agent comes back through the proxy once the wire heals."""
     t = world.topo
+    echo = t.server("pub", echo_handler)
     a = start_agent(world, "agent-bh2", env_extra={"http_proxy": proxy_url(world, "squid")},
                     extra=("--ping-interval", "1s", "--ping-misses", "2"))
+    # A second agent, beside the relay, serving another name: its link is not cut.
+    a2 = t.proc("pub", [BIN, "agent", "--relay", f"ws://127.0.0.1:{WS_PORT}", "--token",
+                        mint(world.env, "agent", "echo2"), "--service",
+                        f"echo2=tcp://127.0.0.1:{echo.port}"], env=world.env,
+                log_path=world.tmp / "agent-bh2-other.log", name="agent-bh2-other")
+    a2.wait_log("connected to relay", 10)
     c = start_connect(world, "connect-bh2")
-    s = t.connect("out", "127.0.0.1", c.port)
-    s.sendall(os.urandom(1 << 20))
-    wait_until(lambda: stats(world)["streams_active"] == 1, 5, "stream bridged")
+    c2 = start_connect(world, "connect-bh2-survivor", service="echo2")
+    base = {"relay": settled(world.relay), "agent2": settled(a2), "connect": settled(c),
+            "connect2": settled(c2)}
+    handled0 = world.svc.handled
+    v = Victim(t, "out", c.port)
+    sv = Survivor(t, "out", c2.port)
+    wait_until(lambda: stats(world)["streams_active"] == 2, 5, "both streams bridged")
+    time.sleep(0.3)
     n0 = world.relay.text().count("agent link from")
+    n1 = a.text().count("relay link down")
     rule = t.blackhole(a="proxy", b="pub")
     t0 = time.monotonic()
-    s.settimeout(10)
-    try:
-        while s.recv(65536):
-            pass
-    except OSError:
-        pass
-    assert time.monotonic() - t0 < 4.5
-    a.wait_log("relay link down", 5)
-    world.relay.wait_log("agent link from", 5, count=n0 + 1)
-    wait_until(lambda: stats(world)["streams_active"] == 0, 5, "relay reset the stream")
-    s.close()
+    wait_until(lambda: v.closed_at is not None, 8, "the client's socket closed")
+    t_relay = first_time(lambda: world.relay.text().count("agent link from") > n0, 8,
+                         "relay dropped the agent's link")
+    t_agent = first_time(lambda: a.text().count("relay link down") > n1, 8,
+                         "agent noticed")
+    t_backend = first_time(lambda: world.svc.handled > handled0, 8, "agent closed the backend")
+    for what, at in (("client socket", v.closed_at), ("relay", t_relay), ("agent", t_agent),
+                     ("backend", t_backend)):
+        assert at - t0 < 4.5, f"{what} closed {at - t0:.1f}s after the link went silent"
+    assert sv.ok(), "the stream through the other agent lost bytes"
+    v.close()
     rule.remove()
     a.wait_log("connected to relay", 15, count=2)
     data = os.urandom(1 << 20)
     expect_digest(exchange_in(world, "out", c.port, data), data)
+    wait_until(lambda: (lambda st: st["streams_active"] == 0 and st["link_streams"] == 0)(
+        stats(world)), 5, "no stream left on the relay")
+    now = {"relay": world.relay, "agent2": a2, "connect": c, "connect2": c2}
+    wait_until(lambda: {k: fds(p) for k, p in now.items()} == base, 5,
+               f"fds back at {base}")
+    stop(c2)
     stop(c)
+    stop(a2)
     stop(a)

@@ -72,15 +72,21 @@ def test_backend_refusing_closes_client_promptly_with_reason(stack):
     stack.start_relay()
     agent = stack.start_agent([f"gone=tcp://127.0.0.1:{dead}"])
     c = stack.start_connect("gone")
-    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
     t0 = time.monotonic()
     try:
-        b = s.recv(10)
+        # The refusal can come back so fast that the reset beats a loaded machine's connect()
+        # to the finish line: that is the prompt close this test wants, too.
+        s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
     except ConnectionResetError:
-        b = b""
-    assert b == b""
+        s = None
+    if s is not None:
+        try:
+            b = s.recv(10)
+        except ConnectionResetError:
+            b = b""
+        assert b == b""
+        s.close()
     assert time.monotonic() - t0 < 2.0
-    s.close()
     c.wait_log("refused", 5)
     assert "Connection refused" in c.text()
     agent.wait_log("Connection refused", 5)

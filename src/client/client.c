@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -28,9 +29,14 @@ struct up_client {
     /* Local connections accepted while the relay link is down wait here (bounded in count and
      * time) instead of being dropped: a user who starts ssh right after connect, or during a
      * relay restart, gets through once the link is back. */
+    /* The same holds while no agent serves the service yet (the relay refused the stream
+     * with no-service before it began): after a relay restart, connect is often back before
+     * the agent is. */
     struct {
         int fd;
-        uint64_t since_ms;
+        uint64_t since_ms; /* accepted at */
+        uint64_t retry_ms; /* not before (a no-service refusal backs off) */
+        bool no_agent;     /* waiting for an agent, not for the link */
         char peer[80];
     } held[UP_CLIENT_MAX_HELD];
     size_t nheld;
@@ -38,10 +44,50 @@ struct up_client {
     bool held_timer_init;
 };
 
+/* One local connection's stream: what a retry needs to know. */
+struct cconn {
+    struct up_client *c;
+    uint64_t since_ms;
+    bool was_held; /* accepted while there was no link: it may wait for an agent too */
+    char peer[80];
+};
+
+#define NO_SERVICE_RETRY_MS 300
+
+static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t since_ms,
+                    uint64_t retry_ms);
+
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
 {
-    struct up_client *c = p->ud;
+    struct cconn *cc = p->ud;
+    struct up_client *c = cc->c;
     c->active--;
+    if (p->returned_fd >= 0) {
+        /* A connection that waited out a relay restart came back before the agent did: it
+         * waits for the agent too, within the same --hold. */
+        int fd = p->returned_fd;
+        uint64_t now = uv_now(c->loop);
+        bool no_service = code == UP_MUX_C_NO_SERVICE && !c->stopping;
+        if (no_service && now - cc->since_ms + NO_SERVICE_RETRY_MS < c->cfg.hold_ms &&
+            hold_at(c, fd, cc->peer, cc->since_ms, now + NO_SERVICE_RETRY_MS)) {
+            UP_LOGD("connection from %s waits: %s", cc->peer, reason ? reason : "no service");
+            up_free(cc);
+            return;
+        }
+        if (no_service) {
+            UP_LOGW("closing connection from %s: no agent served '%s' within %.1fs", cc->peer,
+                    c->cfg.service, (double)c->cfg.hold_ms / 1000.0);
+        }
+        /* Close it as a reset stream would have been (RST). */
+        struct linger lg = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
+        close(fd);
+        if (no_service) {
+            up_free(cc);
+            return;
+        }
+    }
+    up_free(cc);
     if (code != 0) {
         if (c->cfg.stdio) {
             fprintf(stderr, "underpass connect: stream to '%s' closed: %s%s%s\n", c->cfg.service,
@@ -57,12 +103,20 @@ static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
     }
 }
 
-static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer)
+static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer, uint64_t since_ms,
+                       bool was_held)
 {
-    struct up_pipe *p = up_pipe_new(c->loop, on_pipe_done, c);
+    struct cconn *cc = up_calloc(1, sizeof(*cc));
+    struct up_pipe *p = cc ? up_pipe_new(c->loop, on_pipe_done, cc) : NULL;
     if (!p) {
+        up_free(cc);
         return UP_ENOMEM;
     }
+    cc->c = c;
+    cc->since_ms = since_ms;
+    cc->was_held = was_held;
+    snprintf(cc->peer, sizeof cc->peer, "%s", peer);
+    p->keep_on_refusal = was_held && !c->cfg.stdio && c->cfg.hold_ms > 0;
     char meta[128];
     int ml = snprintf(meta, sizeof meta, "peer=%s\n", peer);
     int rv =
@@ -70,24 +124,37 @@ static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer)
                      ml > 0 && (size_t)ml < sizeof meta ? (size_t)ml : 0, &up_pipe_stream_ops, p);
     if (rv < 0) {
         up_free(p);
+        up_free(cc);
         return rv;
     }
     c->active++;
     return up_pipe_start(p, rfd, wfd);
 }
 
-static void hold(struct up_client *c, int fd, const char *peer)
+static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t since_ms,
+                    uint64_t retry_ms)
 {
     if (c->nheld == UP_CLIENT_MAX_HELD) {
+        return false;
+    }
+    c->held[c->nheld].fd = fd;
+    c->held[c->nheld].since_ms = since_ms;
+    c->held[c->nheld].retry_ms = retry_ms;
+    c->held[c->nheld].no_agent = retry_ms > since_ms;
+    snprintf(c->held[c->nheld].peer, sizeof c->held[c->nheld].peer, "%s", peer);
+    c->nheld++;
+    return true;
+}
+
+static void hold(struct up_client *c, int fd, const char *peer)
+{
+    uint64_t now = uv_now(c->loop);
+    if (!hold_at(c, fd, peer, now, now)) {
         UP_LOGW("closing connection from %s: no link to the relay and %d waiting already", peer,
                 UP_CLIENT_MAX_HELD);
         close(fd);
         return;
     }
-    c->held[c->nheld].fd = fd;
-    c->held[c->nheld].since_ms = uv_now(c->loop);
-    snprintf(c->held[c->nheld].peer, sizeof c->held[c->nheld].peer, "%s", peer);
-    c->nheld++;
     UP_LOGI("connection from %s waits for the relay link", peer);
 }
 
@@ -109,7 +176,7 @@ static void on_accept(struct up_sock *ls, bool readable, bool writable)
         }
         char pa[80];
         up_addr_format((struct sockaddr *)&peer, pa, sizeof pa);
-        int rv = c->link ? open_stream(c, fd, fd, pa) : UP_ESTATE;
+        int rv = c->link ? open_stream(c, fd, fd, pa, uv_now(c->loop), false) : UP_ESTATE;
         if (rv == UP_ESTATE) {
             /* No link, or it is going away and its replacement is not up yet. */
             hold(c, fd, pa);
@@ -127,10 +194,11 @@ static void release_held(struct up_client *c, bool expire_only)
 {
     size_t keep = 0;
     uint64_t now = uv_now(c->loop);
-    for (size_t i = 0; i < c->nheld; i++) {
+    size_t n = c->nheld;
+    for (size_t i = 0; i < n; i++) {
         int fd = c->held[i].fd;
-        if (!expire_only && c->link) {
-            int rv = open_stream(c, fd, fd, c->held[i].peer);
+        if (!expire_only && c->link && now >= c->held[i].retry_ms && !c->stopping) {
+            int rv = open_stream(c, fd, fd, c->held[i].peer, c->held[i].since_ms, true);
             if (rv < 0 && rv != UP_ESYS) {
                 UP_LOGW("cannot open a stream for %s: %s", c->held[i].peer, up_strerror(rv));
                 close(fd);
@@ -138,11 +206,20 @@ static void release_held(struct up_client *c, bool expire_only)
             continue;
         }
         if (c->stopping || now - c->held[i].since_ms >= c->cfg.hold_ms) {
-            UP_LOGW("closing connection from %s: no link to the relay within %.1fs",
-                    c->held[i].peer, (double)c->cfg.hold_ms / 1000.0);
+            if (c->held[i].no_agent) {
+                UP_LOGW("closing connection from %s: no agent served '%s' within %.1fs",
+                        c->held[i].peer, c->cfg.service, (double)c->cfg.hold_ms / 1000.0);
+            } else {
+                UP_LOGW("closing connection from %s: no link to the relay within %.1fs",
+                        c->held[i].peer, (double)c->cfg.hold_ms / 1000.0);
+            }
             close(fd);
             continue;
         }
+        c->held[keep++] = c->held[i];
+    }
+    /* Anything held again while we went through the list sits past n. */
+    for (size_t i = n; i < c->nheld; i++) {
         c->held[keep++] = c->held[i];
     }
     c->nheld = keep;
@@ -150,7 +227,8 @@ static void release_held(struct up_client *c, bool expire_only)
 
 static void on_held_timer(uv_timer_t *t)
 {
-    release_held(t->data, true);
+    struct up_client *c = t->data;
+    release_held(c, c->link == NULL);
 }
 
 static void on_up(struct up_uplink *u, struct up_link *l)
@@ -163,7 +241,7 @@ static void on_up(struct up_uplink *u, struct up_link *l)
             return;
         }
         c->stdio_started = true;
-        int rv = open_stream(c, 0, 1, "stdio");
+        int rv = open_stream(c, 0, 1, "stdio", uv_now(c->loop), false);
         if (rv < 0) {
             fprintf(stderr, "underpass connect: cannot open stream: %s\n", up_strerror(rv));
             c->status = 1;

@@ -21,6 +21,7 @@ struct up_pipe *up_pipe_new(uv_loop_t *loop, up_pipe_done_fn on_done, void *ud)
     p->on_done = on_done;
     p->ud = ud;
     p->out_max = PIPE_OUT_MAX;
+    p->returned_fd = -1;
     up_buf_init(&p->out);
     return p;
 }
@@ -282,6 +283,14 @@ static void st_close(struct up_lstream *st, uint32_t code, const char *reason)
     struct up_pipe *p = st->ud;
     p->link_done = true;
     if (code != UP_MUX_C_NONE) {
+        if (p->keep_on_refusal && p->st.opener && !p->st.accepted && !p->data_seen && p->rs &&
+            p->rs == p->wsk && !p->freeing) {
+            /* Refused before it began: not a byte was read from the socket (reading starts at
+             * ACCEPT), so the owner may try again with it. */
+            p->returned_fd = p->rs->fd;
+            up_sock_release(p->rs, sock_closed);
+            p->rs = p->wsk = NULL;
+        }
         /* Reset or link lost: the local side must learn at once (BRIEF rule 4). */
         finish(p, code, reason, true);
         return;

@@ -37,6 +37,11 @@ struct up_pipe {
     bool data_seen;     /* stream bytes arrived: too late for a preface */
     bool done;          /* on_done delivered */
     bool freeing;
+    /* Set by the owner before opening: when the peer refuses the stream before accepting it
+     * (nothing moved either way), give the local socket back instead of closing it. The fd
+     * is then in returned_fd when on_done runs, and belongs to the owner. */
+    bool keep_on_refusal;
+    int returned_fd; /* -1 unless handed back as above */
     int open_socks;
     uint32_t end_code;
     char end_reason[160];

@@ -429,3 +429,52 @@ def test_held_connection_closed_when_the_relay_stays_away(stack):
     assert recv_eof(s, 5)
     assert 0.4 < time.monotonic() - t0 < 3.0
     c.wait_log("no link to the relay within 0.5s", 5)
+
+
+def test_held_connection_waits_for_the_agent_after_a_relay_restart(stack, echo):
+    """A connection accepted while the relay is away waits (--hold); when connect is back
+    before the agent (its back-off is longer), the relay refuses the stream (no agent yet)
+    and the connection keeps waiting, within the same --hold, until the agent is back: it
+    then goes through byte-exact. A connection made while the link is up and no agent serves
+    the name still fails at once (test_agent_killed_resets_client_streams)."""
+    import threading
+    from harness import free_port_outside_ephemeral
+    port = free_port_outside_ephemeral()
+    stack.start_relay(port=port)
+    stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"], "--backoff-min", "2s",
+                      "--backoff-max", "2s")
+    c = stack.start_connect("echo", "--hold", "15s", "--backoff-min", "100ms",
+                            "--backoff-max", "200ms")
+    stack.relay_proc.kill()
+    c.wait_log("relay link down", 5)
+    data = os.urandom(1 << 20)
+    result = []
+    t = threading.Thread(target=lambda: result.append(exchange(c.port, data, timeout=30)))
+    t.start()
+    c.wait_log("waits for the relay link", 5)
+    stack.start_relay(port=port, name="relay2")
+    c.wait_log("connected to relay", 5, count=2)
+    # connect is back first: the held stream is refused (no agent yet) and waits on.
+    wait_until(lambda: stack.stats()["streams_refused"] >= 1, 5, "a no-service refusal")
+    assert not result
+    t.join(30)
+    assert result == [data]
+    wait_until(lambda: stack.stats()["streams_active"] == 0, 5, "streams done")
+
+
+def test_held_connection_waiting_for_an_agent_ends_at_hold(stack):
+    from harness import free_port_outside_ephemeral
+    port = free_port_outside_ephemeral()
+    stack.start_relay(port=port)
+    c = stack.start_connect("echo", "--hold", "2s", "--backoff-min", "100ms",
+                            "--backoff-max", "200ms")
+    stack.relay_proc.kill()
+    c.wait_log("relay link down", 5)
+    s = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    t0 = time.monotonic()
+    c.wait_log("waits for the relay link", 5)
+    stack.start_relay(port=port, name="relay2")
+    assert recv_eof(s, 6)
+    assert 1.5 < time.monotonic() - t0 < 4.0
+    c.wait_log("no agent served 'echo' within 2.0s", 5)
+    s.close()

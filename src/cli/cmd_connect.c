@@ -12,7 +12,8 @@ static const struct up_opt connect_opts[] = {
     {"stdio", UP_OPT_FLAG, NULL, NULL,
      "use stdin/stdout as the one stream (ssh -o ProxyCommand=...)"},
     {"hold", UP_OPT_DURATION, "10s", "DURATION",
-     "how long a local connection may wait while the relay link is down"},
+     "how long a local connection may wait while the relay link is down (and, when the "
+     "relay comes back before the agent, for the agent)"},
     UP_LINK_OPTS,
 };
 #define NOPTS (sizeof connect_opts / sizeof connect_opts[0])

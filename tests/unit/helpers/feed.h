@@ -12,7 +12,8 @@
 typedef void (*feed_run_fn)(void *ud, const uint8_t *in, size_t len, const size_t *cuts,
                             size_t ncuts, char *trace, size_t cap);
 
-/* Run fn on the whole input, then on every 2-way split, then split at every byte. Returns 0
+/* Run fn on the whole input, then on every 2-way split (for inputs over 4 KiB: every split
+ * within 2 KiB of either end, and every 61st in between), then split at every byte. Returns 0
  * when all traces are identical; otherwise prints the first difference and returns -1. If
  * want is not NULL the whole-input trace must also equal want. */
 int feed_all_splits(feed_run_fn fn, void *ud, const uint8_t *in, size_t len, const char *want);

@@ -5,7 +5,7 @@ set -euo pipefail
 
 APT_PKGS=(
     build-essential cmake ninja-build pkg-config
-    libuv1-dev libssl-dev libjansson-dev libcmocka-dev
+    libuv1-dev libssl-dev libjansson-dev libcmocka-dev zlib1g-dev
     clang clang-format libclang-rt-14-dev
     python3 python3-pytest
     iperf3 socat openssh-client openssh-server openssl procps iproute2 curl

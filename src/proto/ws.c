@@ -17,6 +17,7 @@ static const char ws_guid[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
 /* RFC 6455 §5.2 */
 #define WS_FIN 0x80
 #define WS_RSV 0x70
+#define WS_RSV1 0x40
 #define WS_OPCODE 0x0F
 #define WS_MASKBIT 0x80
 #define WS_LEN7 0x7F
@@ -104,12 +105,25 @@ static int check_base(struct up_ws_parser *p)
     bool masked = (b1 & WS_MASKBIT) != 0;
     uint8_t len7 = b1 & WS_LEN7;
 
-    /* RFC 6455 §5.2: no extension is negotiated, so RSV1-3 must be 0. */
-    if (b0 & WS_RSV) {
+    uint8_t rsv = b0 & WS_RSV;
+
+    /* RFC 6455 §5.2: RSV1-3 must be 0 unless an extension defines them; permessage-deflate
+     * defines RSV1 only (RFC 7692 §6). */
+    if (rsv != 0 && (rsv != WS_RSV1 || !p->cfg.permessage_deflate)) {
         return proto_err(p, "ws: reserved bits set");
     }
     if (!is_known_opcode(opcode)) {
         return proto_err(p, "ws: unknown opcode");
+    }
+    if (rsv != 0) {
+        /* RFC 7692 §6.1: "compressed" is a property of the message, set on its first frame;
+         * control frames are never compressed (§6). */
+        if (is_control(opcode)) {
+            return proto_err(p, "ws: RSV1 on a control frame");
+        }
+        if (opcode == UP_WS_OP_CONT) {
+            return proto_err(p, "ws: RSV1 on a continuation frame");
+        }
     }
     /* RFC 6455 §5.1 */
     if (p->cfg.role == UP_WS_SERVER && !masked) {
@@ -141,6 +155,7 @@ static int check_base(struct up_ws_parser *p)
     p->opcode = opcode;
     p->fin = fin;
     p->masked = masked;
+    p->rsv1 = rsv != 0;
     return UP_OK;
 }
 
@@ -248,6 +263,7 @@ static int header_done(struct up_ws_parser *p, struct up_ws_ev *ev)
     if (first) {
         p->msg_opcode = p->opcode;
         p->msg_len = 0;
+        p->msg_compressed = p->rsv1;
         up_utf8_init(&p->utf8);
     }
     p->msg_len += p->frame_len;
@@ -257,6 +273,7 @@ static int header_done(struct up_ws_parser *p, struct up_ws_ev *ev)
     ev->fin = p->fin;
     ev->first = first;
     ev->frame_len = p->frame_len;
+    ev->compressed = p->msg_compressed;
     return UP_OK;
 }
 
@@ -317,8 +334,9 @@ int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used, s
                 up_ws_mask(d, n, p->mask, p->frame_off);
             }
             off += n;
-            /* RFC 6455 §8.1: fail fast, at the first slice that cannot be UTF-8. */
-            if (p->msg_opcode == UP_WS_OP_TEXT && p->cfg.validate_utf8 &&
+            /* RFC 6455 §8.1: fail fast, at the first slice that cannot be UTF-8. Compressed
+             * payload is checked after inflating, by the caller (ws.h). */
+            if (p->msg_opcode == UP_WS_OP_TEXT && p->cfg.validate_utf8 && !p->msg_compressed &&
                 !up_utf8_feed(&p->utf8, d, n)) {
                 rv = fail(p, UP_EPROTO, "ws: invalid UTF-8 in a text message",
                           WS_CLOSE_INVALID_DATA);
@@ -335,7 +353,7 @@ int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used, s
         }
         case UP_WS_ST_END:
             if (p->fin && p->msg_opcode == UP_WS_OP_TEXT && p->cfg.validate_utf8 &&
-                !up_utf8_is_complete(&p->utf8)) {
+                !p->msg_compressed && !up_utf8_is_complete(&p->utf8)) {
                 rv = fail(p, UP_EPROTO, "ws: text message ends inside a UTF-8 sequence",
                           WS_CLOSE_INVALID_DATA);
                 goto out;
@@ -343,9 +361,11 @@ int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used, s
             ev->kind = UP_WS_EV_END;
             ev->opcode = p->msg_opcode;
             ev->fin = p->fin;
+            ev->compressed = p->msg_compressed;
             if (p->fin) {
                 p->msg_opcode = 0;
                 p->msg_len = 0;
+                p->msg_compressed = false;
             }
             p->state = UP_WS_ST_HDR;
             break;
@@ -397,10 +417,16 @@ size_t up_ws_header_size(uint64_t len, bool masked)
 size_t up_ws_encode_header(uint8_t *dst, uint8_t opcode, bool fin, uint64_t len,
                            const uint8_t *mask4)
 {
+    return up_ws_encode_header_rsv(dst, opcode, fin, 0, len, mask4);
+}
+
+size_t up_ws_encode_header_rsv(uint8_t *dst, uint8_t opcode, bool fin, uint8_t rsv, uint64_t len,
+                               const uint8_t *mask4)
+{
     uint8_t maskbit = mask4 ? WS_MASKBIT : 0;
     size_t n = 2;
 
-    dst[0] = (uint8_t)((fin ? WS_FIN : 0) | (opcode & WS_OPCODE));
+    dst[0] = (uint8_t)((fin ? WS_FIN : 0) | (rsv & WS_RSV) | (opcode & WS_OPCODE));
     if (len < WS_LEN16) {
         dst[1] = (uint8_t)(maskbit | len);
     } else if (len <= 0xFFFF) {
@@ -469,7 +495,17 @@ void up_ws_mask(uint8_t *p, size_t n, const uint8_t mask4[4], uint64_t off)
 int up_ws_write_frame(struct up_buf *out, size_t max_cap, uint8_t opcode, bool fin,
                       const uint8_t *payload, size_t len, const uint8_t *mask4)
 {
+    return up_ws_write_frame_rsv(out, max_cap, opcode, fin, 0, payload, len, mask4);
+}
+
+int up_ws_write_frame_rsv(struct up_buf *out, size_t max_cap, uint8_t opcode, bool fin, uint8_t rsv,
+                          const uint8_t *payload, size_t len, const uint8_t *mask4)
+{
     if (!is_known_opcode(opcode) || (is_control(opcode) && (!fin || len > UP_WS_MAX_CONTROL))) {
+        return UP_EINVAL;
+    }
+    /* RFC 7692 §6.1: RSV bits belong to the first frame of a data message. */
+    if ((rsv & ~WS_RSV) != 0 || (rsv != 0 && (is_control(opcode) || opcode == UP_WS_OP_CONT))) {
         return UP_EINVAL;
     }
     if (len > SIZE_MAX - UP_WS_MAX_HEADER) {
@@ -481,7 +517,7 @@ int up_ws_write_frame(struct up_buf *out, size_t max_cap, uint8_t opcode, bool f
         return rv;
     }
     uint8_t *dst = up_buf_wptr(out);
-    up_ws_encode_header(dst, opcode, fin, len, mask4);
+    up_ws_encode_header_rsv(dst, opcode, fin, rsv, len, mask4);
     if (len) {
         memcpy(dst + hdr, payload, len);
         if (mask4) {
@@ -630,6 +666,12 @@ int up_ws_check_upgrade(const struct up_h1_msg *m, const char **key, size_t *key
 
 int up_ws_check_response(const struct up_h1_msg *m, const char *key, const char **reason)
 {
+    return up_ws_check_response_ext(m, key, false, reason);
+}
+
+int up_ws_check_response_ext(const struct up_h1_msg *m, const char *key, bool allow_extensions,
+                             const char **reason)
+{
     /* RFC 6455 §4.1, the client's checks on the server's handshake */
     if (m->status != 101) {
         *reason = "ws: response status is not 101";
@@ -643,7 +685,7 @@ int up_ws_check_response(const struct up_h1_msg *m, const char *key, const char 
         *reason = "ws: response lacks Connection: upgrade";
         return UP_EPROTO;
     }
-    if (count_headers(m, "Sec-WebSocket-Extensions") != 0) {
+    if (!allow_extensions && count_headers(m, "Sec-WebSocket-Extensions") != 0) {
         *reason = "ws: response selects an extension we did not offer";
         return UP_EPROTO;
     }

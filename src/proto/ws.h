@@ -17,6 +17,7 @@
 #define UP_WS_MAX_CONTROL 125 /* RFC 6455 §5.5 */
 #define UP_WS_ACCEPT_LEN 28   /* base64 of a SHA-1 */
 #define UP_WS_KEY_LEN 24      /* base64 of 16 bytes */
+#define UP_WS_RSV1 0x40       /* RFC 6455 §5.2; "compressed" under RFC 7692 §6 */
 
 enum up_ws_opcode {
     UP_WS_OP_CONT = 0x0,
@@ -37,6 +38,13 @@ struct up_ws_cfg {
     uint64_t max_frame_bytes;   /* payload of one data frame; larger → UP_ELIMIT, 1009 */
     uint64_t max_message_bytes; /* sum over a fragmented message; larger → UP_ELIMIT, 1009 */
     bool validate_utf8;         /* check text messages and close reasons (1007) */
+    /* permessage-deflate (RFC 7692, proto/pmd.h) was negotiated: RSV1 is allowed on the
+     * first frame of a data message and marks it compressed (ev.compressed). The limits
+     * above then count compressed (wire) bytes; the inflated size is bounded by the pmd
+     * module. The parser cannot check UTF-8 in a compressed text message: the caller does,
+     * on the inflated bytes, with up_pmd_inflate_begin(z, true), which reports 1007 like the
+     * parser would. Uncompressed messages are checked here as before. */
+    bool permessage_deflate;
 };
 
 enum up_ws_ev_kind {
@@ -58,6 +66,10 @@ struct up_ws_ev {
     const uint8_t *data; /* borrowed: valid until the next call */
     size_t len;
     uint16_t close_code; /* CLOSE */
+    /* BEGIN/END: the message is compressed (RSV1 on its first frame; only with
+     * permessage_deflate). Repeated on every frame of the message: route its DATA through
+     * up_pmd_inflate. */
+    bool compressed;
 };
 
 /* Parser states (explicit, STYLE §7). */
@@ -79,10 +91,12 @@ struct up_ws_parser {
     bool fin;
     bool masked;
     uint8_t mask[4];
-    uint64_t frame_len; /* payload length of current frame */
-    uint64_t frame_off; /* payload bytes consumed */
-    uint8_t msg_opcode; /* opcode of the message in progress, 0 when none */
-    uint64_t msg_len;   /* bytes of the message so far */
+    uint64_t frame_len;  /* payload length of current frame */
+    uint64_t frame_off;  /* payload bytes consumed */
+    uint8_t msg_opcode;  /* opcode of the message in progress, 0 when none */
+    uint64_t msg_len;    /* bytes of the message so far */
+    bool rsv1;           /* current frame's RSV1 */
+    bool msg_compressed; /* the message in progress had RSV1 on its first frame */
     struct up_utf8 utf8;
     uint8_t ctl[UP_WS_MAX_CONTROL];
     /* Set on UP_EPROTO/UP_ELIMIT: static reason and the close code to send (1002, 1007,
@@ -97,11 +111,13 @@ void up_ws_parser_init(struct up_ws_parser *p, const struct up_ws_cfg *cfg);
 /* Consume bytes from in[0..len) (unmasking them in place) and produce at most one event.
  * *used is always set. Returns UP_OK with ev->kind == UP_WS_EV_NONE when all input was
  * consumed without completing an event; UP_EPROTO/UP_ELIMIT with p->err_reason and
- * p->close_code set. Checked: RSV bits (no extension negotiated), unknown opcodes, masking
- * by role, control frames fragmented or > 125 bytes, continuation without a message, a new
- * message inside a fragmented one, non-minimal length encodings, the 64-bit length MSB,
- * frame/message limits (before any arithmetic), UTF-8 of text (fail fast) and of close
- * reasons, close payload of 1 byte, invalid close codes. */
+ * p->close_code set. Checked: RSV bits (all clear unless permessage_deflate, and then only
+ * RSV1 on the first frame of a data message, never on continuation or control frames:
+ * RFC 7692 §6.1), unknown opcodes, masking by role, control frames fragmented or > 125
+ * bytes, continuation without a message, a new message inside a fragmented one, non-minimal
+ * length encodings, the 64-bit length MSB,
+ * frame/message limits (before any arithmetic), UTF-8 of uncompressed text (fail fast) and
+ * of close reasons, close payload of 1 byte, invalid close codes. */
 UP_NODISCARD int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used,
                              struct up_ws_ev *ev);
 
@@ -114,6 +130,11 @@ size_t up_ws_header_size(uint64_t len, bool masked);
 size_t up_ws_encode_header(uint8_t *dst, uint8_t opcode, bool fin, uint64_t len,
                            const uint8_t *mask4);
 
+/* Same with RSV bits rsv (a mask of UP_WS_RSV1 and the RSV2/3 bits 0x20, 0x10; other bits
+ * are ignored), e.g. UP_WS_RSV1 for the first frame of a compressed message. */
+size_t up_ws_encode_header_rsv(uint8_t *dst, uint8_t opcode, bool fin, uint8_t rsv, uint64_t len,
+                               const uint8_t *mask4);
+
 /* XOR p[0..n) with mask4, as if p started at payload offset off (RFC 6455 §5.3). Processes
  * eight bytes at a time. */
 void up_ws_mask(uint8_t *p, size_t n, const uint8_t mask4[4], uint64_t off);
@@ -123,6 +144,13 @@ void up_ws_mask(uint8_t *p, size_t n, const uint8_t mask4[4], uint64_t off);
  * control frame that is not FIN or is longer than 125 bytes. */
 UP_NODISCARD int up_ws_write_frame(struct up_buf *out, size_t max_cap, uint8_t opcode, bool fin,
                                    const uint8_t *payload, size_t len, const uint8_t *mask4);
+
+/* Same with RSV bits: UP_WS_RSV1 on the first frame (TEXT/BINARY) of a message compressed
+ * with up_pmd_deflate, 0 otherwise. Returns as up_ws_write_frame, and UP_EINVAL for RSV
+ * bits on a control or continuation frame or outside 0x70. */
+UP_NODISCARD int up_ws_write_frame_rsv(struct up_buf *out, size_t max_cap, uint8_t opcode, bool fin,
+                                       uint8_t rsv, const uint8_t *payload, size_t len,
+                                       const uint8_t *mask4);
 
 /* Append a close frame with code (0: no code and no reason) and an optional NUL-terminated
  * reason (truncated on a UTF-8 code point boundary so the payload stays <= 125 bytes).
@@ -148,5 +176,10 @@ UP_NODISCARD int up_ws_check_upgrade(const struct up_h1_msg *m, const char **key
  * Returns UP_OK or UP_EPROTO with *reason. */
 UP_NODISCARD int up_ws_check_response(const struct up_h1_msg *m, const char *key,
                                       const char **reason);
+
+/* Same, but with allow_extensions a Sec-WebSocket-Extensions header is left for the caller
+ * to validate against its offer (up_pmd_client_check_h1); false is up_ws_check_response. */
+UP_NODISCARD int up_ws_check_response_ext(const struct up_h1_msg *m, const char *key,
+                                          bool allow_extensions, const char **reason);
 
 #endif

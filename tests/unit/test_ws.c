@@ -1386,6 +1386,119 @@ static void test_ws_check_response(void **state)
     assert_int_equal(up_ws_check_response(&m, "AAAAAAAAAAAAAAAAAAAAAA==", &reason), UP_EPROTO);
 }
 
+/* ---- permessage-deflate (RFC 7692 §6): RSV1 ------------------------------------------- */
+
+/* Collect the compressed flag of every BEGIN/END event of a whole-buffer parse. */
+static int compressed_flags(const struct up_ws_cfg *cfg, const char *h, char *flags, size_t cap)
+{
+    uint8_t in[256];
+    size_t len = hex(h, in, sizeof in), off = 0, n = 0;
+    struct up_ws_parser p;
+    up_ws_parser_init(&p, cfg);
+    for (;;) {
+        struct up_ws_ev ev;
+        size_t used;
+        int rv = up_ws_parse(&p, in + off, len - off, &used, &ev);
+        off += used;
+        if (rv < 0 || ev.kind == UP_WS_EV_NONE) {
+            flags[n] = '\0';
+            return rv;
+        }
+        if ((ev.kind == UP_WS_EV_BEGIN || ev.kind == UP_WS_EV_END) && n + 1 < cap) {
+            flags[n++] = ev.compressed ? 'z' : '-';
+        }
+    }
+}
+
+static void test_ws_rsv1_permessage_deflate(void **state)
+{
+    (void)state;
+    struct up_ws_cfg cfg = cfg_of(UP_WS_CLIENT);
+    cfg.permessage_deflate = true;
+    /* RFC 7692 §7.2.3.1: "Hello" compressed, whole and in two fragments with a ping between. */
+    expect_trace_hex(&cfg, "c1 07 f2 48 cd c9 c9 07 00",
+                     "B:tF1:7 D'\\xf2H\\xcd\\xc9\\xc9\\x07\\x00' E:tF st=0");
+    expect_trace_hex(&cfg, "41 03 f2 48 cd 89 00 80 04 c9 c9 07 00",
+                     "B:t-1:3 D'\\xf2H\\xcd' E:t- PI:'' B:tF-:4 D'\\xc9\\xc9\\x07\\x00' E:tF st=0");
+    char f[16];
+    assert_int_equal(
+        compressed_flags(&cfg, "41 03 f2 48 cd 89 00 80 04 c9 c9 07 00 81 01 61", f, sizeof f),
+        UP_OK);
+    assert_string_equal(f, "zzzz--");
+    /* The parser leaves compressed text to the inflater: bytes that are not UTF-8 pass. */
+    expect_trace_hex(&cfg, "c1 02 ff e2", "B:tF1:2 D'\\xff\\xe2' E:tF st=0");
+    expect_trace_hex(&cfg, "41 01 ff 80 01 e2", "B:t-1:1 D'\\xff' E:t- B:tF-:1 D'\\xe2' E:tF st=0");
+    /* Uncompressed text is still checked with the flag on. */
+    expect_fail_hex(&cfg, "c1 00 81 01 ff", UP_EPROTO, 1007, "ws: invalid UTF-8 in a text message");
+    /* Server role: masked */
+    struct up_ws_cfg srv = cfg_of(UP_WS_SERVER);
+    srv.permessage_deflate = true;
+    expect_trace_hex(&srv, "c2 81 00 00 00 00 00", "B:bF1:1 D'\\x00' E:bF st=0");
+}
+
+static void test_ws_rsv1_errors(void **state)
+{
+    (void)state;
+    struct up_ws_cfg cfg = cfg_of(UP_WS_CLIENT);
+    /* Without the flag RSV1 is a reserved bit, as before. */
+    EPROTO_1002(&cfg, "c1 07 f2 48 cd c9 c9 07 00", "ws: reserved bits set");
+    cfg.permessage_deflate = true;
+    /* RFC 7692 §6.1: only on the first frame of a message; §6: never on control frames. */
+    EPROTO_1002(&cfg, "41 03 f2 48 cd c0 04 c9 c9 07 00", "ws: RSV1 on a continuation frame");
+    EPROTO_1002(&cfg, "01 01 61 c0 01 62", "ws: RSV1 on a continuation frame");
+    EPROTO_1002(&cfg, "c0 00", "ws: RSV1 on a continuation frame");
+    EPROTO_1002(&cfg, "c9 00", "ws: RSV1 on a control frame");
+    EPROTO_1002(&cfg, "ca 00", "ws: RSV1 on a control frame");
+    EPROTO_1002(&cfg, "c8 02 03 e8", "ws: RSV1 on a control frame");
+    EPROTO_1002(&cfg, "c3 00", "ws: unknown opcode");
+    EPROTO_1002(&cfg, "a1 00", "ws: reserved bits set");
+    EPROTO_1002(&cfg, "91 00", "ws: reserved bits set");
+    EPROTO_1002(&cfg, "f1 00", "ws: reserved bits set");
+}
+
+static void test_ws_write_frame_rsv(void **state)
+{
+    (void)state;
+    struct up_buf b;
+    up_buf_init(&b);
+    static const uint8_t pl[] = {0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00};
+    /* RFC 7692 §7.2.3.1, byte-exact */
+    assert_int_equal(
+        up_ws_write_frame_rsv(&b, 1024, UP_WS_OP_TEXT, true, UP_WS_RSV1, pl, sizeof pl, NULL),
+        UP_OK);
+    uint8_t want[16];
+    size_t n = hex("c1 07 f2 48 cd c9 c9 07 00", want, sizeof want);
+    assert_int_equal(up_buf_len(&b), n);
+    assert_memory_equal(up_buf_rptr(&b), want, n);
+    uint8_t hdr[UP_WS_MAX_HEADER];
+    assert_int_equal(up_ws_encode_header_rsv(hdr, UP_WS_OP_BINARY, false, UP_WS_RSV1, 300, NULL),
+                     4);
+    assert_int_equal(hdr[0], 0x42);
+    /* Round trip, masked, through a server parser with the flag. */
+    static const uint8_t mask[4] = {1, 2, 3, 4};
+    up_buf_skip(&b, up_buf_len(&b));
+    assert_int_equal(
+        up_ws_write_frame_rsv(&b, 1024, UP_WS_OP_BINARY, false, UP_WS_RSV1, pl, 3, mask), UP_OK);
+    assert_int_equal(up_ws_write_frame_rsv(&b, 1024, UP_WS_OP_CONT, true, 0, pl + 3, 4, mask),
+                     UP_OK);
+    struct up_ws_cfg srv = cfg_of(UP_WS_SERVER);
+    srv.permessage_deflate = true;
+    expect_trace(&srv, up_buf_rptr(&b), up_buf_len(&b),
+                 "B:b-1:3 D'\\xf2H\\xcd' E:b- B:bF-:4 D'\\xc9\\xc9\\x07\\x00' E:bF st=0");
+    /* Misuse */
+    assert_int_equal(up_ws_write_frame_rsv(&b, 1024, UP_WS_OP_CONT, true, UP_WS_RSV1, pl, 1, NULL),
+                     UP_EINVAL);
+    assert_int_equal(up_ws_write_frame_rsv(&b, 1024, UP_WS_OP_PING, true, UP_WS_RSV1, pl, 1, NULL),
+                     UP_EINVAL);
+    assert_int_equal(up_ws_write_frame_rsv(&b, 1024, UP_WS_OP_TEXT, true, 0x80, pl, 1, NULL),
+                     UP_EINVAL);
+    /* The plain writer never sets RSV bits. */
+    up_buf_skip(&b, up_buf_len(&b));
+    assert_int_equal(up_ws_write_frame(&b, 1024, UP_WS_OP_TEXT, true, pl, 1, NULL), UP_OK);
+    assert_int_equal(up_buf_rptr(&b)[0], 0x81);
+    up_buf_fini(&b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1433,6 +1546,9 @@ int main(void)
         cmocka_unit_test(test_ws_check_upgrade_rejects),
         cmocka_unit_test(test_ws_check_response),
         cmocka_unit_test(test_ws_handshake_parsed_by_h1),
+        cmocka_unit_test(test_ws_rsv1_permessage_deflate),
+        cmocka_unit_test(test_ws_rsv1_errors),
+        cmocka_unit_test(test_ws_write_frame_rsv),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

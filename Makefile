@@ -4,8 +4,8 @@ BUILD ?= build
 JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
-.PHONY: all deps build demo test unit integration asan fuzz fuzz-smoke bench bench-smoke format \
-	format-check checksrc clean
+.PHONY: all deps build demo test unit integration conformance asan fuzz fuzz-smoke bench \
+	bench-smoke format format-check checksrc clean
 
 all: build
 
@@ -22,10 +22,12 @@ build: $(BUILD)/build.ninja
 demo: deps build
 	@scripts/demo.sh $(BUILD)/underpass
 
-# Every test: style checks, unit + integration in the normal build, then both again under
-# ASan+UBSan, then the fuzzers and the benchmark in smoke form.
+# Every test: style checks, unit + integration in the normal build, WebSocket conformance,
+# then unit + integration again under ASan+UBSan, then the fuzzers and the benchmark in smoke
+# form.
 test: deps build checksrc format-check
 	@cd $(BUILD) && ctest --output-on-failure -j$(JOBS) --timeout 900
+	@$(MAKE) --no-print-directory conformance
 	@$(MAKE) --no-print-directory asan
 	@$(MAKE) --no-print-directory fuzz-smoke
 	@$(MAKE) --no-print-directory bench-smoke
@@ -35,6 +37,12 @@ unit: build
 
 integration: build
 	@cd $(BUILD) && ctest --output-on-failure -L integration
+
+# Autobahn|Testsuite in both roles against echo programs built from our codec and shell
+# (tests/autobahn/). CONFORMANCE_CASES picks the cases; the default is every case but 12.* and
+# 13.* (permessage-deflate), about a minute on 2 cores.
+conformance: build
+	@scripts/conformance.sh $(BUILD)
 
 asan:
 	@cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DUP_ASAN=ON >/dev/null

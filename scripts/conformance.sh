@@ -11,9 +11,9 @@
 # could not run.
 #
 # Environment:
-#   CONFORMANCE_CASES  Autobahn case list for both roles (default: every case but 12.* and
-#                      13.*, the permessage-deflate cases, until the client role can
-#                      negotiate RFC 7692: up_dial sends no offer yet)
+#   CONFORMANCE_CASES  Autobahn case list for both roles (default: all 517 cases, about 30
+#                      minutes on 2 cores, most of it in the permessage-deflate cases 12.*
+#                      and 13.* with large messages; make test runs a smaller set)
 #   AUTOBAHN_TOOLS     the runner's folder (default: <repo>/../shared/tools/autobahn)
 # Reports: BUILD_DIR/autobahn-reports/{servers,clients}/index.html, with the runner's full
 # output in BUILD_DIR/autobahn-reports/{server,client}.log.
@@ -22,7 +22,7 @@ set -euo pipefail
 build=${1:-build}
 top=$(git -C "$(dirname "$0")" rev-parse --show-toplevel 2>/dev/null || (cd "$(dirname "$0")/.." && pwd))
 tools=${AUTOBAHN_TOOLS:-$top/../shared/tools/autobahn}
-default_cases='*,-12.*,-13.*'
+default_cases='*'
 cases=${CONFORMANCE_CASES:-$default_cases}
 
 die() {
@@ -48,9 +48,9 @@ excl=$(tr ',' '\n' <<<"${cases//quick/*,-9.*,-12.*,-13.*}" | sed -n 's/^-//p' | 
 if [ -n "$excl" ]; then
     echo "conformance: EXCLUDED cases: $excl"
     case " $excl" in
-    *" 12.* "* | *" 13.* "*)
-        echo "conformance: (12.* and 13.* are permessage-deflate, RFC 7692: the client role" \
-            "cannot negotiate it yet)" ;;
+    *" 12."* | *" 13."*)
+        echo "conformance: (12.* and 13.* are permessage-deflate, RFC 7692; excluded ones" \
+            "only for time: \`make conformance\` runs all)" ;;
     esac
 fi
 

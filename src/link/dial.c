@@ -14,6 +14,7 @@
 #include "net/sock.h"
 #include "net/tls.h"
 #include "proto/h1.h"
+#include "proto/pmd.h"
 #include "proto/proxy.h"
 #include "proto/ws.h"
 
@@ -42,6 +43,10 @@ struct up_dial {
     struct up_proxy proxy;
     struct ssl_ctx_st *proxy_tls;
     char where[300]; /* "proxy HOST:PORT" or "HOST:PORT": what the TCP connect goes to */
+    bool offer_pmd;
+    struct up_pmd_cfg pmd_cfg;
+    struct up_pmd_params *pmd_out;
+    bool *pmd_on_out;
     uv_getaddrinfo_t gai;
     struct addrinfo *ai, *cur;
     struct up_sock *sock; /* owned; freed in its close callback */
@@ -156,13 +161,20 @@ static void start_request(struct up_dial *d)
         return;
     }
     up_b64_encode(raw, sizeof raw, d->key, false);
+    char offer[UP_PMD_MAX_HEADER] = "";
+    if (d->offer_pmd && up_pmd_client_offer(&d->pmd_cfg, offer, sizeof offer) < 0) {
+        report_fail(d, 0, "bad permessage-deflate settings");
+        return;
+    }
     char req[4096];
     int n = snprintf(req, sizeof req,
                      "GET %s HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
                      "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
-                     "Sec-WebSocket-Version: 13\r\nUser-Agent: underpass\r\n%s%s%s\r\n",
+                     "Sec-WebSocket-Version: 13\r\nUser-Agent: underpass\r\n%s%s%s%s%s%s\r\n",
                      d->path, d->host_header, d->key, d->bearer ? "Authorization: Bearer " : "",
-                     d->bearer ? d->bearer : "", d->bearer ? "\r\n" : "");
+                     d->bearer ? d->bearer : "", d->bearer ? "\r\n" : "",
+                     d->offer_pmd ? "Sec-WebSocket-Extensions: " : "", offer,
+                     d->offer_pmd ? "\r\n" : "");
     if (n < 0 || (size_t)n >= sizeof req) {
         report_fail(d, 0, "upgrade request too large (token or path too long)");
         return;
@@ -349,9 +361,24 @@ static void on_response(struct up_dial *d)
         return;
     }
     const char *why = NULL;
-    if (up_ws_check_response(&m, d->key, &why) < 0) {
+    if (up_ws_check_response_ext(&m, d->key, d->offer_pmd, &why) < 0) {
         report_fail(d, 0, "bad WebSocket upgrade response: %s", why);
         return;
+    }
+    if (d->offer_pmd) {
+        struct up_pmd_params params;
+        bool accepted = false;
+        if (up_pmd_client_check_h1(&d->pmd_cfg, &m, &accepted, &params, &why) < 0) {
+            /* RFC 6455 §9.1: an answer outside our offer fails the connection. */
+            report_fail(d, 0, "bad permessage-deflate answer: %s", why);
+            return;
+        }
+        if (d->pmd_on_out) {
+            *d->pmd_on_out = accepted;
+        }
+        if (accepted && d->pmd_out) {
+            *d->pmd_out = params;
+        }
     }
     int fd = d->sock->fd;
     struct ssl_st *ssl = d->sock->ssl;
@@ -660,6 +687,12 @@ struct up_dial *up_dial_start(uv_loop_t *loop, const struct up_dial_cfg *cfg, up
     d->port = cfg->port;
     d->tls = cfg->tls;
     d->websocket = cfg->websocket;
+    if (cfg->pmd) {
+        d->offer_pmd = true;
+        d->pmd_cfg = *cfg->pmd;
+        d->pmd_out = cfg->pmd_out;
+        d->pmd_on_out = cfg->pmd_on_out;
+    }
     if (cfg->proxy) {
         d->via_proxy = true;
         d->proxy = *cfg->proxy;

@@ -14,6 +14,8 @@ struct ssl_ctx_st;
 struct ssl_st;
 struct up_dial;
 struct up_proxy;
+struct up_pmd_cfg;
+struct up_pmd_params;
 
 struct up_dial_cfg {
     const char *host;
@@ -26,6 +28,12 @@ struct up_dial_cfg {
     uint64_t timeout_ms;          /* whole dial, 0 = none */
     const struct up_proxy *proxy; /* go through this HTTP proxy (CONNECT); NULL = direct */
     struct ssl_ctx_st *proxy_tls; /* client context for an https:// proxy */
+    /* Offer permessage-deflate (RFC 7692) with these preferences (NULL: do not). The answer
+     * is validated against the offer; before the callback runs, *pmd_on_out tells whether
+     * the server accepted it and *pmd_out holds the negotiated parameters. */
+    const struct up_pmd_cfg *pmd;
+    struct up_pmd_params *pmd_out;
+    bool *pmd_on_out;
 };
 
 /* err == 0: success; fd and ssl belong to the callee; leftover holds bytes read past the

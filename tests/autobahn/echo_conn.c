@@ -298,7 +298,8 @@ static void process_head(struct echo_conn *c)
     up_ws_accept(key, key_len, accept);
     /* RFC 7692 §5: accept the first acceptable permessage-deflate offer; an offer that does
      * not parse is declined (answered without the extension), like an unknown extension. */
-    struct up_pmd_cfg pcfg = {.max_message_bytes = ECHO_MAX_MESSAGE_BYTES};
+    struct up_pmd_cfg pcfg;
+    echo_pmd_cfg(&pcfg);
     struct up_pmd_params params;
     char ext[UP_PMD_MAX_HEADER];
     bool accepted = false;
@@ -422,6 +423,12 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
     update_interest(c);
 }
 
+void echo_pmd_cfg(struct up_pmd_cfg *pcfg)
+{
+    memset(pcfg, 0, sizeof(*pcfg));
+    pcfg->max_message_bytes = ECHO_MAX_MESSAGE_BYTES;
+}
+
 int echo_conn_start(uv_loop_t *loop, int fd, struct ssl_st *ssl, const uint8_t *pre, size_t pre_len,
                     const struct echo_conn_cfg *cfg)
 {
@@ -450,6 +457,15 @@ int echo_conn_start(uv_loop_t *loop, int fd, struct ssl_st *ssl, const uint8_t *
     if (cfg->role == UP_WS_SERVER) {
         c->state = EC_HEAD;
     } else {
+        if (cfg->pmd) {
+            struct up_pmd_cfg pcfg;
+            echo_pmd_cfg(&pcfg);
+            if (up_pmd_init(&c->pmd, &pcfg, cfg->pmd, UP_WS_CLIENT) < 0) {
+                conn_close(c, "bad permessage-deflate parameters");
+                return UP_OK;
+            }
+            c->pmd_on = true;
+        }
         open_ws(c);
         if (pre_len && up_buf_append(&c->in, pre, pre_len, ECHO_MAX_HEAD + ECHO_READ_CHUNK) < 0) {
             conn_close(c, "out of memory");

@@ -45,7 +45,14 @@ struct echo_conn_cfg {
     echo_done_fn on_done;
     void *ud; /* borrowed: outlives the connection */
     bool verbose;
+    /* Client role: permessage-deflate was negotiated by the dialer with these parameters
+     * (NULL: not in use). */
+    const struct up_pmd_params *pmd;
 };
+
+/* The permessage-deflate preferences both roles use (the client offers them, the server
+ * accepts with them). */
+void echo_pmd_cfg(struct up_pmd_cfg *pcfg);
 
 enum echo_state {
     EC_HEAD,    /* server: reading the upgrade request */

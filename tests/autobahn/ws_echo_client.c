@@ -35,6 +35,9 @@ struct client {
     unsigned cur; /* 1-based case number while in PH_CASE */
     unsigned dial_failures;
     int exit_code;
+    struct up_pmd_cfg pmd_cfg;       /* what we offer */
+    struct up_pmd_params pmd_params; /* what the server accepted, per connection */
+    bool pmd_on;
 };
 
 static void next_step(void *ud);
@@ -82,6 +85,7 @@ static void on_dialed(void *ud, int err, const char *reason, int http_status, in
         .on_done = next_step,
         .ud = cl,
         .verbose = cl->verbose,
+        .pmd = cl->pmd_on ? &cl->pmd_params : NULL,
     };
     if (echo_conn_start(cl->loop, fd, ssl, leftover, leftover_len, &cfg) < 0) {
         fprintf(stderr, "ws_echo_client: cannot start the connection\n");
@@ -99,7 +103,11 @@ static void dial(struct client *cl, const char *path)
         .path = path,
         .host_header = cl->host_header,
         .timeout_ms = CLIENT_DIAL_TIMEOUT_MS,
+        .pmd = &cl->pmd_cfg,
+        .pmd_out = &cl->pmd_params,
+        .pmd_on_out = &cl->pmd_on,
     };
+    cl->pmd_on = false;
     if (cl->verbose) {
         fprintf(stderr, "ws_echo_client: GET %s\n", path);
     }
@@ -176,6 +184,7 @@ static int usage(void)
 int main(int argc, char **argv)
 {
     struct client cl = {.loop = uv_default_loop(), .agent = "underpass"};
+    echo_pmd_cfg(&cl.pmd_cfg);
     const char *url = getenv("AUTOBAHN_URL");
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-v") == 0) {

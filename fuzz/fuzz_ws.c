@@ -33,6 +33,7 @@ struct rec {
     uint8_t opcode;
     bool fin;
     bool first;
+    bool compressed; /* BEGIN/END: the message's first frame had RSV1 (deflate negotiated) */
     uint16_t close_code;
     uint64_t frame_len;
     size_t off; /* DATA (merged per frame), PING, PONG, CLOSE: payload in trace.data */
@@ -112,11 +113,13 @@ static void record(struct trace *t, const struct up_ws_ev *ev)
         r->opcode = ev->opcode;
         r->fin = ev->fin;
         r->first = ev->first;
+        r->compressed = ev->compressed;
         r->frame_len = ev->frame_len;
         break;
     case UP_WS_EV_END:
         r->opcode = ev->opcode;
         r->fin = ev->fin;
+        r->compressed = ev->compressed;
         t->complete = t->n;
         break;
     case UP_WS_EV_CLOSE:
@@ -190,8 +193,8 @@ static bool rec_equal(const struct trace *a, size_t i, const struct trace *b, si
 {
     const struct rec *x = &a->r[i], *y = &b->r[j];
     return x->kind == y->kind && x->opcode == y->opcode && x->fin == y->fin &&
-           x->first == y->first && x->close_code == y->close_code && x->frame_len == y->frame_len &&
-           x->len == y->len &&
+           x->first == y->first && x->compressed == y->compressed &&
+           x->close_code == y->close_code && x->frame_len == y->frame_len && x->len == y->len &&
            (x->len == 0 || memcmp(a->data + x->off, b->data + y->off, x->len) == 0);
 }
 
@@ -226,7 +229,8 @@ static void reencode(const struct trace *t, struct up_buf *out, bool masked)
             }
             CHECK(len == r->frame_len);
             uint8_t op = r->first ? r->opcode : UP_WS_OP_CONT;
-            rv = up_ws_write_frame(out, SIZE_MAX, op, r->fin, payload, len, m);
+            uint8_t rsv = r->first && r->compressed ? UP_WS_RSV1 : 0;
+            rv = up_ws_write_frame_rsv(out, SIZE_MAX, op, r->fin, rsv, payload, len, m);
             break;
         }
         case UP_WS_EV_PING:
@@ -274,8 +278,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         .max_frame_bytes = FUZZ_MAX_FRAME,
         .max_message_bytes = FUZZ_MAX_MESSAGE,
         .validate_utf8 = true,
+        /* The top bit turns permessage-deflate on: RSV1 then becomes legal on a message's
+         * first frame (the parser leaves compressed text's UTF-8 to the inflater). */
+        .permessage_deflate = (ctl & 0x80) != 0,
     };
-    size_t cut = size * (size_t)(ctl >> 1) / 127;
+    size_t cut = size * (size_t)((ctl >> 1) & 0x3f) / 63;
 
     /* never NULL, even for an empty input: the harness does pointer arithmetic on it */
     uint8_t *copy = up_malloc(size ? size : 1);

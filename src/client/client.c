@@ -55,7 +55,7 @@ struct cconn {
 #define NO_SERVICE_RETRY_MS 300
 
 static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t since_ms,
-                    uint64_t retry_ms);
+                    uint64_t retry_ms, bool no_agent);
 
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
 {
@@ -63,18 +63,24 @@ static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
     struct up_client *c = cc->c;
     c->active--;
     if (p->returned_fd >= 0) {
-        /* A connection that waited out a relay restart came back before the agent did: it
-         * waits for the agent too, within the same --hold. */
+        /* The relay refused the stream before it began (the pipe gave the socket back):
+         * - it crossed the relay's GOAWAY (shutdown): try again on the replacement link;
+         * - a connection that waited out a relay restart came back before the agent did
+         *   (no-service): it waits for the agent too.
+         * Both within the same --hold. A connection made while the link was up and no agent
+         * serves the name fails at once, as before. */
         int fd = p->returned_fd;
         uint64_t now = uv_now(c->loop);
-        bool no_service = code == UP_MUX_C_NO_SERVICE && !c->stopping;
-        if (no_service && now - cc->since_ms + NO_SERVICE_RETRY_MS < c->cfg.hold_ms &&
-            hold_at(c, fd, cc->peer, cc->since_ms, now + NO_SERVICE_RETRY_MS)) {
-            UP_LOGD("connection from %s waits: %s", cc->peer, reason ? reason : "no service");
+        bool crossed = code == UP_MUX_C_SHUTDOWN && !c->stopping;
+        bool no_agent = code == UP_MUX_C_NO_SERVICE && cc->was_held && !c->stopping;
+        uint64_t retry = crossed ? now : now + NO_SERVICE_RETRY_MS;
+        if ((crossed || no_agent) && retry - cc->since_ms < c->cfg.hold_ms &&
+            hold_at(c, fd, cc->peer, cc->since_ms, retry, no_agent)) {
+            UP_LOGD("connection from %s waits: %s", cc->peer, reason ? reason : "refused");
             up_free(cc);
             return;
         }
-        if (no_service) {
+        if (no_agent) {
             UP_LOGW("closing connection from %s: no agent served '%s' within %.1fs", cc->peer,
                     c->cfg.service, (double)c->cfg.hold_ms / 1000.0);
         }
@@ -82,7 +88,7 @@ static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
         struct linger lg = {.l_onoff = 1, .l_linger = 0};
         (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
         close(fd);
-        if (no_service) {
+        if (no_agent) {
             up_free(cc);
             return;
         }
@@ -116,7 +122,7 @@ static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer, 
     cc->since_ms = since_ms;
     cc->was_held = was_held;
     snprintf(cc->peer, sizeof cc->peer, "%s", peer);
-    p->keep_on_refusal = was_held && !c->cfg.stdio && c->cfg.hold_ms > 0;
+    p->keep_on_refusal = !c->cfg.stdio && c->cfg.hold_ms > 0;
     char meta[128];
     int ml = snprintf(meta, sizeof meta, "peer=%s\n", peer);
     int rv =
@@ -132,7 +138,7 @@ static int open_stream(struct up_client *c, int rfd, int wfd, const char *peer, 
 }
 
 static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t since_ms,
-                    uint64_t retry_ms)
+                    uint64_t retry_ms, bool no_agent)
 {
     if (c->nheld == UP_CLIENT_MAX_HELD) {
         return false;
@@ -140,7 +146,7 @@ static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t sinc
     c->held[c->nheld].fd = fd;
     c->held[c->nheld].since_ms = since_ms;
     c->held[c->nheld].retry_ms = retry_ms;
-    c->held[c->nheld].no_agent = retry_ms > since_ms;
+    c->held[c->nheld].no_agent = no_agent;
     snprintf(c->held[c->nheld].peer, sizeof c->held[c->nheld].peer, "%s", peer);
     c->nheld++;
     return true;
@@ -149,7 +155,7 @@ static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t sinc
 static void hold(struct up_client *c, int fd, const char *peer)
 {
     uint64_t now = uv_now(c->loop);
-    if (!hold_at(c, fd, peer, now, now)) {
+    if (!hold_at(c, fd, peer, now, now, false)) {
         UP_LOGW("closing connection from %s: no link to the relay and %d waiting already", peer,
                 UP_CLIENT_MAX_HELD);
         close(fd);

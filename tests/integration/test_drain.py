@@ -494,3 +494,46 @@ def test_relay_pings_detect_a_silent_client(stack):
         fds.check()
     finally:
         srv.close()
+
+
+def test_connections_opened_as_the_relay_drains_are_not_lost(stack):
+    """Local connections accepted just before connect reads the relay's GOAWAY: their streams
+    cross it and the draining relay refuses them (shutdown). connect keeps each socket
+    (nothing moved yet) and opens the stream again on the replacement link, so every one
+    gets through, byte-exact, to the relay that took over the port."""
+    echo = Server(echo_handler)
+    port = free_port_outside_ephemeral()
+    relay = stack.start_relay("--drain-timeout", "10s", port=port)
+    stack.start_agent([f"echo=tcp://127.0.0.1:{echo.port}"], *FAST)
+    c = stack.start_connect("echo", *FAST, "--log-level", "debug")
+    # A stream that stays open keeps the old client link alive through the drain.
+    keep = socket.create_connection(("127.0.0.1", c.port), timeout=5)
+    keep.sendall(b"x")
+    assert keep.recv(1) == b"x"
+    datas = [os.urandom(256 << 10) for _ in range(8)]
+    results = [None] * len(datas)
+    ts = []
+    # connect sleeps while the connections queue in its listen backlog and then the GOAWAY
+    # arrives: on waking it accepts first (readiness order) and opens streams that cross it.
+    c.kill(signal.SIGSTOP)
+    try:
+        def one(i):
+            results[i] = exchange(c.port, datas[i], timeout=20)
+
+        ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(datas))]
+        for t in ts:
+            t.start()
+        time.sleep(0.3)  # the connections reach the backlog while connect is stopped
+        relay.kill(signal.SIGTERM)
+        relay.wait_log("draining: 1 streams", 5)
+        stack.start_relay(port=port, name="relay2")
+    finally:
+        c.kill(signal.SIGCONT)
+    for t in ts:
+        t.join(30)
+    assert results == datas
+    keep.close()
+    relay.p.wait(10)
+    echo.close()
+    crossed = c.text().count("waits: refused")
+    print(f"\n{crossed} of {len(datas)} streams crossed the GOAWAY and were opened again")

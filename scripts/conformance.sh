@@ -11,7 +11,7 @@
 # could not run.
 #
 # Environment:
-#   CONFORMANCE_CASES  Autobahn case list for both roles (default: all 517 cases, about 30
+#   CONFORMANCE_CASES  Autobahn case list for both roles (default: all 517 cases, about 40
 #                      minutes on 2 cores, most of it in the permessage-deflate cases 12.*
 #                      and 13.* with large messages; make test runs a smaller set)
 #   AUTOBAHN_TOOLS     the runner's folder (default: <repo>/../shared/tools/autobahn)

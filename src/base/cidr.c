@@ -5,6 +5,8 @@
 #include <arpa/inet.h>
 #include <string.h>
 
+#include "base/str.h"
+
 /* "ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255" is 45 characters; allow brackets. */
 #define IP_TEXT_MAX 47
 
@@ -133,11 +135,6 @@ bool up_cidr_match(const struct up_cidr *c, const uint8_t addr[16])
     return ((c->addr[full] ^ addr[full]) & mask) == 0;
 }
 
-static bool is_space(char ch)
-{
-    return ch == ' ' || ch == '\t';
-}
-
 int up_cidr_list_add(struct up_cidr_list *l, const char *s, const char **why)
 {
     const char *dummy;
@@ -156,13 +153,7 @@ int up_cidr_list_add(struct up_cidr_list *l, const char *s, const char **why)
         size_t len = strcspn(s, ",");
         const char *e = s;
         size_t elen = len;
-        while (elen > 0 && is_space(e[0])) {
-            e++;
-            elen--;
-        }
-        while (elen > 0 && is_space(e[elen - 1])) {
-            elen--;
-        }
+        up_str_trim_ows(&e, &elen);
         /* Empty entries ("a,,b", a trailing comma) are skipped, as in NO_PROXY. */
         if (elen > 0) {
             if (n == UP_CIDR_LIST_MAX) {

@@ -125,3 +125,14 @@ int up_fmt(char *dst, size_t cap, const char *fmt, ...)
     }
     return n;
 }
+
+void up_str_trim_ows(const char **s, size_t *len)
+{
+    while (*len && (**s == ' ' || **s == '\t')) {
+        (*s)++;
+        (*len)--;
+    }
+    while (*len && ((*s)[*len - 1] == ' ' || (*s)[*len - 1] == '\t')) {
+        (*len)--;
+    }
+}

@@ -400,6 +400,25 @@ static void on_response(struct up_dial *d)
     up_free(copy);
 }
 
+/* Write what is queued in d->out; false when it must wait (or failed: then reported). */
+static bool flush_out(struct up_dial *d, const char *what)
+{
+    while (up_buf_len(&d->out)) {
+        size_t n = 0;
+        int rv = up_sock_write(d->sock, up_buf_rptr(&d->out), up_buf_len(&d->out), &n);
+        if (rv == UP_EAGAIN) {
+            return false;
+        }
+        if (rv < 0) {
+            report_fail(d, 0, "sending %s to %s failed: %s", what, d->where,
+                        up_sock_strerror(d->sock, rv));
+            return false;
+        }
+        up_buf_skip(&d->out, n);
+    }
+    return true;
+}
+
 static void on_sock(struct up_sock *s, bool readable, bool writable)
 {
     struct up_dial *d = s->ud;
@@ -447,18 +466,8 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         return;
     }
     case D_PREQ:
-        while (up_buf_len(&d->out)) {
-            size_t n = 0;
-            int rv = up_sock_write(s, up_buf_rptr(&d->out), up_buf_len(&d->out), &n);
-            if (rv == UP_EAGAIN) {
-                return;
-            }
-            if (rv < 0) {
-                report_fail(d, 0, "sending CONNECT to %s failed: %s", d->where,
-                            up_sock_strerror(s, rv));
-                return;
-            }
-            up_buf_skip(&d->out, n);
+        if (!flush_out(d, "CONNECT")) {
+            return;
         }
         d->state = D_PRESP;
         up_sock_want(s, true, false);
@@ -534,18 +543,8 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         return;
     }
     case D_REQUEST: {
-        while (up_buf_len(&d->out)) {
-            size_t n = 0;
-            int rv = up_sock_write(s, up_buf_rptr(&d->out), up_buf_len(&d->out), &n);
-            if (rv == UP_EAGAIN) {
-                return;
-            }
-            if (rv < 0) {
-                report_fail(d, 0, "sending the upgrade request failed: %s",
-                            up_sock_strerror(s, rv));
-                return;
-            }
-            up_buf_skip(&d->out, n);
+        if (!flush_out(d, "the upgrade request")) {
+            return;
         }
         d->state = D_RESPONSE;
         up_sock_want(s, true, false);

@@ -3,10 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
-static bool is_ws(char c)
-{
-    return c == ' ' || c == '\t';
-}
+#include "base/str.h"
 
 int up_fwd_addr_parse(const char *s, size_t len, uint8_t out[16], uint16_t *port)
 {
@@ -59,13 +56,7 @@ int up_fwd_addr_parse(const char *s, size_t len, uint8_t out[16], uint16_t *port
 /* One X-Forwarded-For entry, spaces trimmed: an address with an optional port. */
 static int entry_addr(const char *s, size_t len, uint8_t out[16])
 {
-    while (len && is_ws(*s)) {
-        s++;
-        len--;
-    }
-    while (len && is_ws(s[len - 1])) {
-        len--;
-    }
+    up_str_trim_ows(&s, &len);
     uint16_t port;
     return up_fwd_addr_parse(s, len, out, &port);
 }

@@ -42,11 +42,6 @@ static int hex_val(char ch)
     return -1;
 }
 
-static bool is_space(char ch)
-{
-    return ch == ' ' || ch == '\t';
-}
-
 /* The credentials sit in the caller's struct and in our stack for a moment: scrub the
  * stack copies so they do not linger (a plain memset may be optimised away). */
 static void wipe(void *p, size_t n)
@@ -401,13 +396,7 @@ bool up_proxy_no_proxy_match(const char *list, const char *host, uint16_t port)
         size_t len = strcspn(s, ",");
         const char *e = s;
         size_t elen = len;
-        while (elen > 0 && is_space(e[0])) {
-            e++;
-            elen--;
-        }
-        while (elen > 0 && is_space(e[elen - 1])) {
-            elen--;
-        }
+        up_str_trim_ows(&e, &elen);
         if (elen > 0 && entry_match(e, elen, host, hlen, host_ip, addr, port)) {
             return true;
         }

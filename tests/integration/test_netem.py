@@ -24,6 +24,7 @@ import pytest
 import netns
 from netns import topo  # noqa: F401 - the fixture
 from conftest import BIN, SECRET, mint
+from harness import digest_handler
 
 netns.skip_unless_available()
 
@@ -52,19 +53,6 @@ def pattern(n, seed=7):
     """n deterministic pseudo-random bytes (so the far end can check them without a copy)."""
     import random
     return random.Random(seed).randbytes(n)
-
-
-def digest_handler(sock):
-    h = hashlib.sha256()
-    n = 0
-    while True:
-        b = sock.recv(1 << 18)
-        if not b:
-            break
-        h.update(b)
-        n += len(b)
-    sock.sendall(f"{h.hexdigest()} {n}\n".encode())
-    sock.shutdown(socket.SHUT_WR)
 
 
 def source_handler(sock):

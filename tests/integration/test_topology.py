@@ -25,7 +25,7 @@ import pytest
 
 import netns
 from conftest import BIN, SECRET, mint
-from harness import digest_handler, settled_nfds as settled, wait_until
+from harness import digest_handler, echo_handler, settled_nfds as settled, wait_until
 from proxies import SQUID_AUTH_HELPER, Squid, Tinyproxy, make_cert, require
 
 netns.skip_unless_available()
@@ -325,15 +325,6 @@ class Survivor:
         self.s.close()
         return (self.n, self.got.hexdigest()) == (len(self.data),
                                                   hashlib.sha256(self.data).hexdigest())
-
-
-def echo_handler(sock):
-    while True:
-        b = sock.recv(1 << 18)
-        if not b:
-            sock.shutdown(socket.SHUT_WR)
-            return
-        sock.sendall(b)
 
 
 def first_time(pred, timeout, what):

@@ -496,6 +496,13 @@ def test_relay_pings_detect_a_silent_client(stack):
         srv.close()
 
 
+def established_on(port):
+    """Established TCP sockets whose local port is port (IPv4, this namespace)."""
+    with open("/proc/net/tcp") as f:
+        rows = [line.split() for line in f.readlines()[1:]]
+    return sum(1 for r in rows if int(r[1].split(":")[1], 16) == port and r[3] == "01")
+
+
 def test_connections_opened_as_the_relay_drains_are_not_lost(stack):
     """Local connections accepted just before connect reads the relay's GOAWAY: their streams
     cross it and the draining relay refuses them (shutdown). connect keeps each socket
@@ -523,7 +530,10 @@ def test_connections_opened_as_the_relay_drains_are_not_lost(stack):
         ts = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(len(datas))]
         for t in ts:
             t.start()
-        time.sleep(0.3)  # the connections reach the backlog while connect is stopped
+        # The kernel completes the handshakes for the stopped connect: wait until all of them
+        # sit in its listen backlog (server-side sockets on its port, the kept one included).
+        wait_until(lambda: established_on(c.port) >= len(datas) + 1, 5,
+                   "connections queued in connect's backlog")
         relay.kill(signal.SIGTERM)
         relay.wait_log("draining: 1 streams", 5)
         stack.start_relay(port=port, name="relay2")

@@ -327,6 +327,14 @@ class Survivor:
                                                   hashlib.sha256(self.data).hexdigest())
 
 
+def flowing(world, sv):
+    """Wait until both streams move bytes: the survivor's echo comes back and the relay
+    forwards at least another MiB (the victim's sender never pauses)."""
+    b0 = stats(world)["bytes_relayed"]
+    wait_until(lambda: sv.n > 0 and stats(world)["bytes_relayed"] > b0 + (1 << 20), 5,
+               "both streams flowing")
+
+
 def first_time(pred, timeout, what):
     """Wait until pred() holds; return the monotonic time it was first seen."""
     wait_until(pred, timeout, what, interval=0.01)
@@ -353,7 +361,7 @@ def test_a_black_holed_client_link_is_detected_and_every_hop_cleans_up(world):
     v = Victim(t, "out", c.port)
     sv = Survivor(t, "proxy", c2.port)
     wait_until(lambda: stats(world)["streams_active"] == 2, 5, "both streams bridged")
-    time.sleep(0.3)  # both are flowing when the wire goes silent
+    flowing(world, sv)
     rule = t.blackhole(a="out", b="pub")
     t0 = time.monotonic()
     wait_until(lambda: v.closed_at is not None, 8, "the client's socket closed")
@@ -402,7 +410,7 @@ def test_a_black_holed_agent_link_is_detected_by_both_ends(world):
     v = Victim(t, "out", c.port)
     sv = Survivor(t, "out", c2.port)
     wait_until(lambda: stats(world)["streams_active"] == 2, 5, "both streams bridged")
-    time.sleep(0.3)
+    flowing(world, sv)
     n0 = world.relay.text().count("agent link from")
     n1 = a.text().count("relay link down")
     rule = t.blackhole(a="proxy", b="pub")

@@ -7,7 +7,9 @@
 
 static const struct up_opt token_opts[] = {
     {"secret", UP_OPT_SECRET, NULL, "SECRET", "the relay's HS256 secret (>= 32 bytes)"},
-    {"role", UP_OPT_STR, NULL, "agent|client", "what the token may do (required)"},
+    {"role", UP_OPT_STR, NULL, "agent|client|admin",
+     "what the token may do (required): agent registers services, client opens them, admin "
+     "uses the relay's /api (pairings)"},
     {"services", UP_OPT_STR, NULL, "NAME,...",
      "services it may register (agent) or open (client); * for all (required)"},
     {"ttl", UP_OPT_DURATION, "1h", "DURATION", "lifetime (exp = now + ttl)"},
@@ -27,12 +29,14 @@ int cmd_token(int argc, char **argv)
         return cli_fail("token", "%s", err);
     }
     if (help) {
-        up_opts_help(stdout, "underpass token --role agent|client --services NAME,... [--ttl 1h]",
+        up_opts_help(stdout,
+                     "underpass token --role agent|client|admin --services NAME,... [--ttl 1h]",
                      "Mint a token (a JWT signed with HS256 by the relay's secret) and print it.",
                      token_opts, NOPTS,
                      "  export UNDERPASS_SECRET=$(cat /etc/underpass/secret)\n"
                      "  underpass token --role agent --services ssh,web --ttl 30d > agent.jwt\n"
-                     "  underpass token --role client --services ssh --ttl 8h --sub alice\n");
+                     "  underpass token --role client --services ssh --ttl 8h --sub alice\n"
+                     "  underpass token --role admin --services '*' --ttl 1h --sub platform\n");
         return 0;
     }
     const struct up_opt_val *secret = &v[0], *role = &v[1], *svcs = &v[2], *ttl = &v[3],
@@ -48,7 +52,7 @@ int cmd_token(int argc, char **argv)
     memset(&c, 0, sizeof c);
     c.role = role->str ? up_token_role_parse(role->str) : UP_ROLE_NONE;
     if (c.role == UP_ROLE_NONE) {
-        return cli_fail("token", "--role must be agent or client");
+        return cli_fail("token", "--role must be agent, client or admin");
     }
     if (!svcs->str || !*svcs->str) {
         return cli_fail("token", "--services is required (comma-separated names, or *)");

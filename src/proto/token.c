@@ -51,6 +51,9 @@ enum up_token_role up_token_role_parse(const char *s)
     if (strcmp(s, "client") == 0) {
         return UP_ROLE_CLIENT;
     }
+    if (strcmp(s, "admin") == 0) {
+        return UP_ROLE_ADMIN;
+    }
     return UP_ROLE_NONE;
 }
 
@@ -61,6 +64,8 @@ const char *up_token_role_name(enum up_token_role r)
         return "agent";
     case UP_ROLE_CLIENT:
         return "client";
+    case UP_ROLE_ADMIN:
+        return "admin";
     case UP_ROLE_NONE:
         break;
     }
@@ -156,7 +161,7 @@ static bool sub_valid(const char *s, size_t len)
 
 static bool claims_valid(const struct up_token_claims *c)
 {
-    if (c->role != UP_ROLE_AGENT && c->role != UP_ROLE_CLIENT) {
+    if (c->role != UP_ROLE_AGENT && c->role != UP_ROLE_CLIENT && c->role != UP_ROLE_ADMIN) {
         return false;
     }
     /* exp is required; 0 means "absent" in the struct, so real values are positive. */

@@ -1,6 +1,6 @@
 /* JWT (RFC 7519) access tokens, HS256 only: the algorithm is pinned, never taken from the
  * token. Sans-IO: time comes in as an argument. Claims used by underpass:
- *   role      "agent" | "client"      (required)
+ *   role      "agent" | "client" | "admin" (required; admin: the relay's /api, e.g. pairings)
  *   services  array of 1..UP_TOKEN_MAX_SERVICES service names, "*" = any (required)
  *   exp, nbf, iat  NumericDate seconds, positive integers  (exp required)
  *   sub       optional subject, for logs: <= UP_TOKEN_MAX_NAME bytes of UTF-8, no controls
@@ -21,7 +21,7 @@
 #define UP_TOKEN_MIN_SECRET 32 /* bytes; shorter HS256 keys are refused */
 #define UP_TOKEN_DEFAULT_LEEWAY_S 30
 
-enum up_token_role { UP_ROLE_NONE, UP_ROLE_AGENT, UP_ROLE_CLIENT };
+enum up_token_role { UP_ROLE_NONE, UP_ROLE_AGENT, UP_ROLE_CLIENT, UP_ROLE_ADMIN };
 
 struct up_token_claims {
     enum up_token_role role;
@@ -70,9 +70,9 @@ UP_NODISCARD int up_token_verify(const char *tok, size_t len, const uint8_t *sec
  * that is not a valid service name, or is "*" itself, is never allowed. */
 bool up_token_allows(const struct up_token_claims *c, const char *name, size_t len);
 
-/* "agent"/"client" → role; UP_ROLE_NONE otherwise (also for NULL). */
+/* "agent"/"client"/"admin" → role; UP_ROLE_NONE otherwise (also for NULL). */
 enum up_token_role up_token_role_parse(const char *s);
-/* Static name of a role: "agent", "client", or "none" for anything else. */
+/* Static name of a role: "agent", "client", "admin", or "none" for anything else. */
 const char *up_token_role_name(enum up_token_role r);
 
 #endif

@@ -37,7 +37,7 @@ def test_no_args_prints_usage_and_fails(env):
     (["agent", "--relay", "ws://127.0.0.1:1", "--token", "t", "--service", "bad"], "NAME=tcp://"),
     (["connect", "--relay", "ws://127.0.0.1:1", "--token", "t", "svc"], "--listen"),
     (["connect", "--relay", "ws://127.0.0.1:1", "--token", "t"], "SERVICE"),
-    (["token", "--role", "admin", "--services", "a"], "agent or client"),
+    (["token", "--role", "root", "--services", "a"], "agent, client or admin"),
     (["token", "--role", "agent", "--services", "bad name"], "not a valid service name"),
 ])
 def test_bad_input_gets_a_clear_error(env, args, msg):

@@ -12,6 +12,8 @@ APT_PKGS=(
     # network-namespace tests: firewall rules and real proxies (tests/integration/netns.py,
     # proxies.py); the tests start these daemons themselves, never as services
     nftables squid tinyproxy nginx haproxy
+    # browser tests (tests/integration/browser.py drives it over the DevTools protocol)
+    chromium
 )
 # Packages above that ship a service the tests must not find already running (it would hold
 # ports such as 80, 3128, 8888).
@@ -55,4 +57,30 @@ fi
 if ! python3 -c 'import pytest' 2>/dev/null; then
     echo "deps: installing pytest (pip)" >&2
     python3 -m pip install -q pytest
+fi
+
+# Python clients for the http-service tests.
+for mod in websockets requests; do
+    if ! python3 -c "import $mod" 2>/dev/null; then
+        echo "deps: installing $mod (pip)" >&2
+        python3 -m pip install -q "$mod"
+    fi
+done
+# websockets >= 13 (the sync client and server the tests use).
+if ! python3 -c 'import websockets.sync.client, websockets.asyncio.server' 2>/dev/null; then
+    echo "deps: upgrading websockets (pip)" >&2
+    python3 -m pip install -q -U websockets
+fi
+
+# node ws for the node client tests; Debian's nodejs and npm unless a node with npm is there.
+if ! command -v npm >/dev/null 2>&1; then
+    echo "deps: installing nodejs npm" >&2
+    SUDO=""
+    if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+node_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/integration/node"
+if [ ! -d "$node_dir/node_modules/ws" ]; then
+    echo "deps: installing node ws (npm)" >&2
+    (cd "$node_dir" && npm install --silent --no-audit --no-fund >/dev/null)
 fi

@@ -107,10 +107,12 @@ int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *e
         snprintf(err, cap, "--service '%s': %s", spec, why);
         return -1;
     }
-    if (strcmp(u.scheme, "tcp") != 0) {
-        snprintf(err, cap, "--service '%s': only tcp:// targets are supported so far", spec);
+    if (strcmp(u.scheme, "tcp") != 0 && strcmp(u.scheme, "http") != 0) {
+        snprintf(err, cap, "--service '%s': the target must be tcp://HOST:PORT or http://HOST:PORT",
+                 spec);
         return -1;
     }
+    s->http = strcmp(u.scheme, "http") == 0;
     if (q && parse_service_query(spec, q + 1, s, err, cap) < 0) {
         return -1;
     }
@@ -378,6 +380,19 @@ struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const c
     for (size_t i = 0; i < cfg->n_services && o > 0 && (size_t)o < sizeof a->path; i++) {
         o += snprintf(a->path + o, sizeof a->path - (size_t)o, "%s%s", i ? "," : "",
                       cfg->services[i].name);
+    }
+    /* How the relay should treat them: "&http=web&protect=web". */
+    for (int pass = 0; pass < 2; pass++) {
+        bool first = true;
+        for (size_t i = 0; i < cfg->n_services && o > 0 && (size_t)o < sizeof a->path; i++) {
+            const struct up_agent_service *sv = &cfg->services[i];
+            if (pass == 0 ? !sv->http : !sv->protect) {
+                continue;
+            }
+            o += snprintf(a->path + o, sizeof a->path - (size_t)o, "%s%s",
+                          first ? (pass == 0 ? "&http=" : "&protect=") : ",", sv->name);
+            first = false;
+        }
     }
     if (o < 0 || (size_t)o >= sizeof a->path) {
         snprintf(err, cap, "too many services");

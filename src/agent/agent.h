@@ -18,6 +18,8 @@ struct up_agent_service {
     char host[256];
     uint16_t port;
     uint8_t proxy_protocol; /* 0: off; 1, 2: send a PROXY protocol v1/v2 header first */
+    bool http;              /* http://: the relay reverse-proxies HTTP requests to it */
+    bool protect;           /* --protect: an http service needs a client token */
 };
 
 struct up_agent_cfg {
@@ -31,8 +33,8 @@ struct up_agent_cfg {
 
 struct up_agent;
 
-/* Parse "name=tcp://host:port[?proxy-protocol=v1|v2]" into s. Returns 0, or -1 with a reason
- * in err. */
+/* Parse "name=tcp://host:port[?proxy-protocol=v1|v2]" (or http://) into s. Returns 0, or -1 with a
+ * reason in err. */
 int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *err, size_t cap);
 /* Start the agent (cfg->up.path is filled here from base_path and the services). */
 struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const char *base_path,

@@ -26,8 +26,38 @@ static const struct up_opt relay_opts[] = {
     {"trusted-proxy", UP_OPT_LIST, NULL, "CIDR[,CIDR...]",
      "reverse proxies in front of the relay (addresses or blocks: 127.0.0.1, 10.0.0.0/8); "
      "X-Forwarded-For/-Proto are believed from these peers only, ignored from anyone else"},
+    {"domain", UP_OPT_STR, NULL, "DOMAIN",
+     "serve http services by name: a request for Host NAME.DOMAIN goes to the http service "
+     "NAME (point *.DOMAIN at the relay)"},
+    {"route", UP_OPT_LIST, NULL, "[HOST][/PREFIX]=SERVICE",
+     "send requests for HOST (any host if omitted) whose path starts with /PREFIX to the http "
+     "service SERVICE; the longest prefix wins, a route with a host beats one without; the path "
+     "is passed on unchanged (repeat for more)"},
+    {"upstream-timeout", UP_OPT_DURATION, "60s", "DURATION",
+     "http services: time a backend has to start answering a request (504 after)"},
+    {"keepalive-timeout", UP_OPT_DURATION, "60s", "DURATION",
+     "http services: an idle client connection is closed after this long"},
+    {"real-ip-header", UP_OPT_STR, "X-Real-IP", "NAME",
+     "header that gives http backends the client's address"},
+    {"forwarded-for-header", UP_OPT_STR, "X-Forwarded-For", "NAME",
+     "header that gives http backends the chain of addresses (appended to when the relay trusts "
+     "the proxy in front of it)"},
     UP_LINK_OPTS,
 };
+
+static bool header_name_ok(const char *s)
+{
+    if (!*s || strlen(s) > 64) {
+        return false;
+    }
+    for (; *s; s++) {
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '-' || *s == '_')) {
+            return false;
+        }
+    }
+    return true;
+}
 #define NOPTS (sizeof relay_opts / sizeof relay_opts[0])
 
 static void stop(void *ud)
@@ -113,6 +143,50 @@ int cmd_relay(int argc, char **argv)
                             "127.0.0.1, 10.0.0.0/8, ::1, separated by commas)",
                             tp->source, tp->list[i], why ? why : "invalid");
         }
+    }
+    cfg.domain = cli_val(relay_opts, NOPTS, v, "domain")->str;
+    static char domain[256];
+    if (cfg.domain) {
+        if (strlen(cfg.domain) >= sizeof domain) {
+            return cli_fail("relay", "--domain is too long");
+        }
+        snprintf(domain, sizeof domain, "%s", cfg.domain);
+        char *d = domain; /* lowercase, no leading or trailing dots */
+        while (*d == '.') {
+            d++;
+        }
+        for (char *p = d; *p; p++) {
+            *p = (char)(*p >= 'A' && *p <= 'Z' ? *p + 32 : *p);
+        }
+        size_t dl = strlen(d);
+        while (dl && d[dl - 1] == '.') {
+            d[--dl] = '\0';
+        }
+        if (dl == 0 || dl > 200 || strspn(d, "abcdefghijklmnopqrstuvwxyz0123456789.-") != dl) {
+            return cli_fail("relay", "--domain '%s' is not a domain name", cfg.domain);
+        }
+        cfg.domain = d;
+    }
+    const struct up_opt_val *routes = cli_val(relay_opts, NOPTS, v, "route");
+    if (routes->nlist > UP_RELAY_MAX_ROUTES) {
+        return cli_fail("relay", "at most %d --route", UP_RELAY_MAX_ROUTES);
+    }
+    for (size_t i = 0; i < routes->nlist; i++) {
+        if (up_relay_parse_route(routes->list[i], &cfg.routes[i], err, sizeof err) < 0) {
+            return cli_fail("relay", "%s", err);
+        }
+    }
+    cfg.n_routes = routes->nlist;
+    cfg.upstream_timeout_ms = cli_val(relay_opts, NOPTS, v, "upstream-timeout")->num;
+    cfg.keepalive_timeout_ms = cli_val(relay_opts, NOPTS, v, "keepalive-timeout")->num;
+    if (cfg.upstream_timeout_ms == 0 || cfg.keepalive_timeout_ms == 0) {
+        return cli_fail("relay", "--upstream-timeout and --keepalive-timeout must be > 0");
+    }
+    cfg.real_ip_header = cli_val(relay_opts, NOPTS, v, "real-ip-header")->str;
+    cfg.xff_header = cli_val(relay_opts, NOPTS, v, "forwarded-for-header")->str;
+    if (!header_name_ok(cfg.real_ip_header) || !header_name_ok(cfg.xff_header)) {
+        return cli_fail("relay", "--real-ip-header and --forwarded-for-header take a header name "
+                                 "([A-Za-z0-9_-], up to 64)");
     }
     if (cli_link_cfg("relay", relay_opts, NOPTS, v, &cfg.link) != 0) {
         return 2;

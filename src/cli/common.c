@@ -109,8 +109,8 @@ static int cli_proxy_cfg(const char *cmd, const struct up_opt *tab, size_t n,
     return 0;
 }
 
-int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
-                   struct up_uplink_cfg *uc, char *base_path, size_t cap)
+int cli_dial_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+                 struct up_uplink_cfg *uc, char *base_path, size_t cap)
 {
     static struct up_url url; /* lives for the process */
     static char host_header[300];
@@ -160,10 +160,20 @@ int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct u
     if (cli_proxy_cfg(cmd, tab, n, vals, url.tls, url.host, url.port, uc) != 0) {
         return 2;
     }
+    uc->dial_timeout_ms = cli_val(tab, n, vals, "dial-timeout")->num;
+    return 0;
+}
+
+int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+                   struct up_uplink_cfg *uc, char *base_path, size_t cap)
+{
+    int rv = cli_dial_cfg(cmd, tab, n, vals, uc, base_path, cap);
+    if (rv != 0) {
+        return rv;
+    }
     if (cli_link_cfg(cmd, tab, n, vals, &uc->link) != 0) {
         return 2;
     }
-    uc->dial_timeout_ms = cli_val(tab, n, vals, "dial-timeout")->num;
     uc->backoff_min_ms = cli_val(tab, n, vals, "backoff-min")->num;
     uc->backoff_max_ms = cli_val(tab, n, vals, "backoff-max")->num;
     if (uc->backoff_min_ms == 0) {

@@ -50,7 +50,13 @@ int cli_log_setup(const struct up_opt *tab, size_t n, struct up_opt_val *vals, c
 /* Fill link settings from the UP_LINK_OPTS group. */
 int cli_link_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                  struct up_link_cfg *lc);
-/* Fill an uplink config from the UP_DIAL_OPTS group; sets *base_path from the URL. */
+/* Fill the dial part of an uplink config (relay URL, token, TLS, proxy, dial timeout) from
+ * the options relay, token, ca, insecure, dial-timeout, proxy and proxy-ca; sets *base_path
+ * from the URL. For one-shot dialers (pair) whose table has no link or back-off options. */
+int cli_dial_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
+                 struct up_uplink_cfg *uc, char *base_path, size_t cap);
+/* Fill an uplink config from the UP_DIAL_OPTS and UP_LINK_OPTS groups (cli_dial_cfg, then the
+ * link settings and the reconnect back-off); sets *base_path from the URL. */
 int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct up_opt_val *vals,
                    struct up_uplink_cfg *uc, char *base_path, size_t cap);
 /* Print "underpass CMD: msg" and return 2 (usage error). */
@@ -64,5 +70,6 @@ int cmd_relay(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_token(int argc, char **argv);
+int cmd_pair(int argc, char **argv);
 
 #endif

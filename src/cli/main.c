@@ -13,6 +13,7 @@ static void usage(FILE *f)
             "  relay     run the public relay (agents and clients dial in)\n"
             "  agent     run beside private services; dials out and registers them\n"
             "  connect   reach a service through the relay (local port or stdio)\n"
+            "  pair      host side of a one-time pairing: join a browser to a local target\n"
             "  token     mint a token signed with the relay's secret\n"
             "  version   print the version\n\n"
             "Run `underpass COMMAND --help` for the options of each command. Every option can\n"
@@ -36,6 +37,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "connect") == 0) {
         return cmd_connect(argc, argv);
+    }
+    if (strcmp(cmd, "pair") == 0) {
+        return cmd_pair(argc, argv);
     }
     if (strcmp(cmd, "token") == 0) {
         return cmd_token(argc, argv);

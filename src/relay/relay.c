@@ -1,4 +1,5 @@
 #include "relay/relay.h"
+#include "relay/internal.h"
 
 #include <jansson.h>
 #include <netinet/in.h>
@@ -19,88 +20,6 @@
 #include "proto/h1.h"
 #include "proto/token.h"
 #include "proto/ws.h"
-
-#define HCONN_MAX_HEADERS 64
-#define LINGER_MS 2000
-#define BRIDGE_PENDING_MAX (UP_MUX_MAX_WINDOW + 0u)
-#define BRIDGE_MAX_REOPENS 3 /* agents tried after refusals that crossed their GOAWAY */
-
-enum rlink_role { RL_AGENT, RL_CLIENT };
-
-struct rlink {
-    struct up_relay *relay;
-    struct up_link *link; /* owned by itself; NULL once closed */
-    enum rlink_role role;
-    struct up_token_claims claims;
-    char peer[64];  /* the client: the TCP peer, or X-Forwarded-For's from a trusted proxy */
-    char local[64]; /* our end of the TCP connection: the PROXY protocol destination */
-    char desc[160]; /* peer for logs, with " (via proxy P, https)" when it came through one */
-    char services[UP_TOKEN_MAX_SERVICES][UP_TOKEN_MAX_NAME + 1]; /* agents: what it serves */
-    size_t n_services;
-    bool draining; /* GOAWAY sent or received: no new stream goes to this link */
-    struct rlink *next, *prev;
-};
-
-struct bridge {
-    struct up_relay *relay;
-    struct up_lstream a;  /* on the client's link (the peer opened it) */
-    struct up_lstream b;  /* on the agent's link (we opened it) */
-    struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
-    bool fin_ab, fin_ba;
-    bool a_done, b_done;
-    uint8_t reopens;
-    struct rlink *agent; /* borrowed: valid while b is on the agent's link */
-    char service[UP_MUX_MAX_NAME + 1];
-};
-
-enum hc_state {
-    HC_TLS,    /* TLS handshake */
-    HC_HEAD,   /* reading the request head */
-    HC_WRITE,  /* writing a response, then either upgrade or linger */
-    HC_LINGER, /* response sent, write side shut, draining input until EOF or timeout */
-};
-
-struct hconn {
-    struct up_relay *relay;
-    struct up_sock *sock; /* owned */
-    uv_timer_t timer;
-    enum hc_state state;
-    struct up_buf in, out;
-    size_t scan;
-    bool upgrade_after;    /* after out drains, become a link */
-    struct rlink *pending; /* the link-to-be */
-    int open_handles;
-    bool closing;
-    char peer[64];        /* the TCP peer, IP:PORT */
-    uint8_t peer_ip[16];  /* ... as an address, for --trusted-proxy */
-    char local[64];       /* our end of the connection, IP:PORT */
-    char client[64];      /* who is calling: peer, or the client a trusted proxy names */
-    char via[64];         /* the trusted proxy (peer) when client came from it, else "" */
-    char proto[8];        /* X-Forwarded-Proto from a trusted proxy, or "" */
-    bool client_loopback; /* /stats is served to loopback clients only */
-    struct hconn *next, *prev;
-};
-
-struct up_relay {
-    uv_loop_t *loop;
-    struct up_relay_cfg cfg;
-    struct up_sock lsock;
-    struct ssl_ctx_st *tls;
-    char addr[80];
-    struct hconn *conns;
-    struct rlink *links;
-    bool shutting;
-    bool drain_timer_on;
-    bool drain_expired;
-    uv_timer_t drain_timer;
-    uint64_t drain_started_ms;
-    time_t started;
-    struct {
-        uint64_t links_total, rejected, http_requests, http_errors;
-        uint64_t streams_total, streams_refused, streams_active;
-        uint64_t bytes_relayed;
-    } n;
-};
 
 /* ---- helpers ---- */
 
@@ -146,8 +65,9 @@ static void rlink_list(struct up_relay *r, struct rlink *rl)
     r->links = rl;
 }
 
-/* Pick an agent link serving name; rotate it to the back so new streams spread. */
-static struct rlink *find_agent(struct up_relay *r, const char *name, size_t len)
+/* Pick an agent link serving name; rotate it to the back so new streams spread. *flags (may be
+ * NULL) gets how that agent registered the service (RS_HTTP, RS_PROTECT). */
+struct rlink *relay_find_agent(struct up_relay *r, const char *name, size_t len, uint8_t *flags)
 {
     for (struct rlink *rl = r->links; rl; rl = rl->next) {
         if (rl->role != RL_AGENT || !rl->link || rl->draining || !up_link_can_open(rl->link)) {
@@ -155,6 +75,9 @@ static struct rlink *find_agent(struct up_relay *r, const char *name, size_t len
         }
         for (size_t i = 0; i < rl->n_services; i++) {
             if (strlen(rl->services[i]) == len && memcmp(rl->services[i], name, len) == 0) {
+                if (flags) {
+                    *flags = rl->svc_flags[i];
+                }
                 if (rl->next) {
                     rlink_unlist(r, rl);
                     struct rlink *t = r->links;
@@ -173,6 +96,38 @@ static struct rlink *find_agent(struct up_relay *r, const char *name, size_t len
         }
     }
     return NULL;
+}
+
+#define SEEN_MAX 4096 /* names remembered for 404 vs 503; beyond that, unknown names get 503 */
+
+bool relay_service_seen(const struct up_relay *r, const char *name, size_t len)
+{
+    if (r->n_seen >= SEEN_MAX) {
+        return true;
+    }
+    for (size_t i = 0; i < r->n_seen; i++) {
+        if (strlen(r->seen[i]) == len && memcmp(r->seen[i], name, len) == 0) {
+            return true;
+        }
+    }
+    return false;
+}
+
+static void service_seen(struct up_relay *r, const char *name)
+{
+    if (relay_service_seen(r, name, strlen(name)) || r->n_seen >= SEEN_MAX) {
+        return;
+    }
+    if (r->n_seen == r->cap_seen) {
+        size_t cap = r->cap_seen ? r->cap_seen * 2 : 16;
+        void *p = up_realloc(r->seen, cap * sizeof r->seen[0]);
+        if (!p) {
+            return;
+        }
+        r->seen = p;
+        r->cap_seen = cap;
+    }
+    snprintf(r->seen[r->n_seen++], sizeof r->seen[0], "%s", name);
 }
 
 /* ---- bridges: a stream switch between a client link and an agent link ---- */
@@ -305,7 +260,7 @@ static bool bridge_reopen(struct bridge *br, uint32_t code)
         return false;
     }
     struct up_relay *r = br->relay;
-    struct rlink *agent = find_agent(r, br->service, strlen(br->service));
+    struct rlink *agent = relay_find_agent(r, br->service, strlen(br->service), NULL);
     if (!agent || bridge_open_agent(br, agent, up_link_ud(br->a.link)) < 0) {
         return false;
     }
@@ -398,7 +353,7 @@ static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const
         up_link_refuse(l, sid, UP_MUX_C_SHUTDOWN, "refused: relay is shutting down");
         return;
     }
-    struct rlink *agent = find_agent(r, name, name_len);
+    struct rlink *agent = relay_find_agent(r, name, name_len, NULL);
     if (!agent) {
         char why[128];
         snprintf(why, sizeof why, "no agent online for service '%s'", svc);
@@ -467,7 +422,7 @@ static const struct up_link_ops link_ops = {
 
 /* ---- HTTP front door ---- */
 
-static void hc_closed(uv_handle_t *h)
+void hc_closed(uv_handle_t *h)
 {
     struct hconn *c = h->data;
     if (--c->open_handles == 0) {
@@ -499,12 +454,18 @@ static void hc_unlist(struct hconn *c)
     c->next = c->prev = NULL;
 }
 
-static void hc_close(struct hconn *c, bool release)
+void hc_close(struct hconn *c, bool release)
 {
     if (c->closing) {
         return;
     }
     c->closing = true;
+    if (c->px_on) {
+        px_close(c);
+    }
+    if (c->wsb_on) {
+        wsb_close(c);
+    }
     hc_unlist(c);
     uv_timer_stop(&c->timer);
     uv_close((uv_handle_t *)&c->timer, hc_closed);
@@ -515,11 +476,10 @@ static void hc_close(struct hconn *c, bool release)
     }
 }
 
-static void hc_flush(struct hconn *c);
 static void hc_timeout(uv_timer_t *t);
 
-static void hc_respond(struct hconn *c, int status, const char *text, const char *body,
-                       const char *ctype, const char *extra)
+void hc_respond(struct hconn *c, int status, const char *text, const char *body, const char *ctype,
+                const char *extra)
 {
     char head[1024];
     size_t blen = strlen(body);
@@ -553,7 +513,7 @@ static const char *hc_desc(const struct hconn *c, char *buf, size_t cap)
     return buf;
 }
 
-static void hc_error(struct hconn *c, int status, const char *text, const char *why)
+void hc_error(struct hconn *c, int status, const char *text, const char *why)
 {
     char body[300];
     snprintf(body, sizeof body, "%s\n", why);
@@ -609,7 +569,7 @@ static void become_link(struct hconn *c)
     }
 }
 
-static void hc_flush(struct hconn *c)
+void hc_flush(struct hconn *c)
 {
     while (up_buf_len(&c->out)) {
         size_t n = 0;
@@ -625,7 +585,11 @@ static void hc_flush(struct hconn *c)
         up_buf_skip(&c->out, n);
     }
     if (c->upgrade_after) {
-        become_link(c);
+        if (c->wsb_on) {
+            wsb_start(c);
+        } else {
+            become_link(c);
+        }
         return;
     }
     /* Lingering close: shut our side, drain theirs briefly, so the response is not lost to
@@ -675,48 +639,104 @@ static void stats_json(struct hconn *c)
     hc_respond(c, 200, "OK", body, "application/json", NULL);
 }
 
-/* Parse "?services=a,b" into the agent's list; every name valid and allowed by the token. */
-static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size_t qlen)
+/* The value of parameter key in the query q[0..qlen), or NULL. */
+static const char *query_param(const char *q, size_t qlen, const char *key, size_t *vlen)
 {
-    const char *key = "services=";
+    size_t kl = strlen(key);
     const char *p = q, *end = q + qlen;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *pe = amp ? amp : end;
-        if ((size_t)(pe - p) > strlen(key) && memcmp(p, key, strlen(key)) == 0) {
-            const char *s = p + strlen(key);
-            while (s < pe) {
-                const char *comma = memchr(s, ',', (size_t)(pe - s));
-                const char *se = comma ? comma : pe;
-                size_t len = (size_t)(se - s);
-                char why[160];
-                if (len == 0 || len > UP_TOKEN_MAX_NAME || !up_token_valid_service_name(s, len) ||
-                    (len == 1 && s[0] == '*')) {
-                    snprintf(why, sizeof why, "invalid service name '%.*s'",
-                             (int)(len > 64 ? 64 : len), s);
-                    hc_error(c, 400, "Bad Request", why);
-                    return -1;
-                }
-                if (!up_token_allows(&rl->claims, s, len)) {
-                    snprintf(why, sizeof why, "token does not allow service '%.*s'", (int)len, s);
-                    hc_error(c, 403, "Forbidden", why);
-                    return -1;
-                }
-                if (rl->n_services >= UP_TOKEN_MAX_SERVICES) {
-                    hc_error(c, 400, "Bad Request", "too many services");
-                    return -1;
-                }
-                memcpy(rl->services[rl->n_services], s, len);
-                rl->services[rl->n_services][len] = '\0';
-                rl->n_services++;
-                s = se + 1;
-            }
+        if ((size_t)(pe - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
+            *vlen = (size_t)(pe - p) - kl - 1;
+            return p + kl + 1;
         }
         p = pe + 1;
+    }
+    return NULL;
+}
+
+/* Mark the services listed in parameter key ("http=web,api") with flag; each must be one of
+ * the agent's services. */
+static int parse_service_flags(struct hconn *c, struct rlink *rl, const char *q, size_t qlen,
+                               const char *key, uint8_t flag)
+{
+    size_t vlen = 0;
+    const char *v = query_param(q, qlen, key, &vlen);
+    const char *s = v, *end = v ? v + vlen : NULL;
+    while (s && s < end) {
+        const char *comma = memchr(s, ',', (size_t)(end - s));
+        const char *se = comma ? comma : end;
+        size_t len = (size_t)(se - s), i;
+        for (i = 0; i < rl->n_services; i++) {
+            if (strlen(rl->services[i]) == len && memcmp(rl->services[i], s, len) == 0) {
+                rl->svc_flags[i] |= flag;
+                break;
+            }
+        }
+        if (i == rl->n_services) {
+            char why[160];
+            snprintf(why, sizeof why, "%s=%.*s names no service of this agent", key,
+                     (int)(len > 64 ? 64 : len), s);
+            hc_error(c, 400, "Bad Request", why);
+            return -1;
+        }
+        s = se + 1;
+    }
+    return 0;
+}
+
+/* Parse "?services=a,b[&http=b][&protect=b]" into the agent's list; every name valid and
+ * allowed by the token. */
+static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size_t qlen)
+{
+    size_t vlen = 0;
+    const char *v = query_param(q, qlen, "services", &vlen);
+    const char *s = v, *pe = v ? v + vlen : NULL;
+    while (s && s < pe) {
+        const char *comma = memchr(s, ',', (size_t)(pe - s));
+        const char *se = comma ? comma : pe;
+        size_t len = (size_t)(se - s);
+        char why[160];
+        if (len == 0 || len > UP_TOKEN_MAX_NAME || !up_token_valid_service_name(s, len) ||
+            (len == 1 && s[0] == '*')) {
+            snprintf(why, sizeof why, "invalid service name '%.*s'", (int)(len > 64 ? 64 : len), s);
+            hc_error(c, 400, "Bad Request", why);
+            return -1;
+        }
+        if (!up_token_allows(&rl->claims, s, len)) {
+            snprintf(why, sizeof why, "token does not allow service '%.*s'", (int)len, s);
+            hc_error(c, 403, "Forbidden", why);
+            return -1;
+        }
+        if (rl->n_services >= UP_TOKEN_MAX_SERVICES) {
+            hc_error(c, 400, "Bad Request", "too many services");
+            return -1;
+        }
+        memcpy(rl->services[rl->n_services], s, len);
+        rl->services[rl->n_services][len] = '\0';
+        rl->n_services++;
+        s = se + 1;
     }
     if (rl->n_services == 0) {
         hc_error(c, 400, "Bad Request", "no services listed (?services=name,...)");
         return -1;
+    }
+    if (parse_service_flags(c, rl, q, qlen, "http", RS_HTTP) < 0 ||
+        parse_service_flags(c, rl, q, qlen, "protect", RS_PROTECT) < 0) {
+        return -1;
+    }
+    for (size_t i = 0; i < rl->n_services; i++) {
+        if ((rl->svc_flags[i] & RS_PROTECT) && !(rl->svc_flags[i] & RS_HTTP)) {
+            char why[160];
+            snprintf(why, sizeof why,
+                     "protect=%s: only http services are protected this way (a tcp service "
+                     "always needs a client token)",
+                     rl->services[i]);
+            hc_error(c, 400, "Bad Request", why);
+            return -1;
+        }
+        service_seen(c->relay, rl->services[i]);
     }
     return 0;
 }
@@ -813,10 +833,13 @@ static void resolve_client(struct hconn *c, const struct up_h1_msg *m)
     c->client_loopback = is_loopback(ip);
 }
 
-static void on_request(struct hconn *c, const struct up_h1_msg *m)
+void hc_on_request(struct hconn *c, const struct up_h1_msg *m)
 {
     struct up_relay *r = c->relay;
     resolve_client(c, m);
+    if (px_try(c, m)) {
+        return;
+    }
     const char *q = memchr(m->target, '?', m->target_len);
     size_t plen = q ? (size_t)(q - m->target) : m->target_len;
     char path[256];
@@ -843,6 +866,9 @@ static void on_request(struct hconn *c, const struct up_h1_msg *m)
             return;
         }
         stats_json(c);
+        return;
+    }
+    if (wsb_try(c, m, path)) {
         return;
     }
     bool agent = strcmp(path, "/v1/agent") == 0;
@@ -937,7 +963,7 @@ static void hc_read_head(struct hconn *c)
 {
     struct up_relay *r = c->relay;
     for (;;) {
-        if (up_buf_reserve(&c->in, 4096, r->cfg.max_head + 4096) < 0) {
+        if (up_buf_reserve(&c->in, 4096, r->cfg.max_head + API_MAX_BODY + 4096) < 0) {
             hc_error(c, 431, "Request Header Fields Too Large", "request head too large");
             return;
         }
@@ -969,6 +995,18 @@ static void hc_read_head(struct hconn *c)
         if (rv == UP_EAGAIN) {
             continue;
         }
+        if (rv == UP_OK && m.content_length > 0 && m.target_len >= 5 &&
+            memcmp(m.target, "/api/", 5) == 0) {
+            /* The API takes small JSON bodies: wait for all of it. */
+            if (m.content_length > API_MAX_BODY) {
+                uv_timer_stop(&c->timer);
+                hc_error(c, 413, "Content Too Large", "API bodies are limited to 8 KiB");
+                return;
+            }
+            if (up_buf_len(&c->in) < m.head_len + (size_t)m.content_length) {
+                continue;
+            }
+        }
         uv_timer_stop(&c->timer);
         if (rv == UP_ELIMIT) {
             hc_error(c, 431, "Request Header Fields Too Large",
@@ -981,7 +1019,7 @@ static void hc_read_head(struct hconn *c)
                      m.err_reason ? m.err_reason : "malformed request");
             return;
         }
-        on_request(c, &m);
+        hc_on_request(c, &m);
         return;
     }
 }
@@ -1011,6 +1049,12 @@ static void hc_sock_cb(struct up_sock *s, bool readable, bool writable)
     }
     case HC_HEAD:
         hc_read_head(c);
+        return;
+    case HC_PROXY:
+        px_sock_cb(c, readable, writable);
+        return;
+    case HC_WSB:
+        wsb_sock_cb(c, readable, writable);
         return;
     case HC_WRITE:
         if (writable) {
@@ -1220,6 +1264,7 @@ void up_relay_shutdown(struct up_relay *r)
         return;
     }
     r->shutting = true;
+    pairings_shutdown(r);
     /* Closed now, not at exit: a replacement relay can bind the port while we drain. */
     up_sock_close(&r->lsock, NULL);
     while (r->conns) {
@@ -1260,5 +1305,6 @@ void up_relay_free(struct up_relay *r)
         return;
     }
     up_tls_ctx_free(r->tls);
+    up_free(r->seen);
     up_free(r);
 }

@@ -26,7 +26,7 @@ static bool is_ows(uint8_t c)
 }
 
 /* RFC 9110 §5.6.2 tchar. */
-static bool is_tchar(uint8_t c)
+bool up_h1_is_tchar(uint8_t c)
 {
     if (is_digit(c) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
         return true;
@@ -56,7 +56,7 @@ static bool is_tchar(uint8_t c)
 /* RFC 9110 §5.5 field-vchar plus SP and HTAB: everything but CTLs (NUL included) and DEL.
  * obs-text (0x80..0xFF) is passed through untouched. The same set is used for reason-phrase
  * (RFC 9112 §4). */
-static bool is_field_char(uint8_t c)
+bool up_h1_is_field_char(uint8_t c)
 {
     return c == '\t' || (c >= 0x20 && c != 0x7F);
 }
@@ -148,7 +148,7 @@ static int parse_request_line(const uint8_t *s, size_t n, struct up_h1_msg *m)
         return bad(m, "h1: empty request line");
     }
     size_t i = 0;
-    while (i < n && is_tchar(s[i])) {
+    while (i < n && up_h1_is_tchar(s[i])) {
         i++;
     }
     if (i == 0 || i == n || s[i] != ' ') {
@@ -196,7 +196,7 @@ static int parse_status_line(const uint8_t *s, size_t n, struct up_h1_msg *m)
         r = 13;
     }
     for (size_t i = r; i < n; i++) {
-        if (!is_field_char(s[i])) {
+        if (!up_h1_is_field_char(s[i])) {
             return bad(m, "h1: control character in reason phrase");
         }
     }
@@ -309,7 +309,7 @@ static int parse_header_line(const uint8_t *s, size_t n, struct up_h1_header *h,
         return bad(m, "h1: obs-fold");
     }
     size_t i = 0;
-    while (i < n && is_tchar(s[i])) {
+    while (i < n && up_h1_is_tchar(s[i])) {
         i++;
     }
     if (i == n) {
@@ -332,7 +332,7 @@ static int parse_header_line(const uint8_t *s, size_t n, struct up_h1_header *h,
         return bad(m, "h1: empty header name");
     }
     for (size_t j = i + 1; j < n; j++) {
-        if (!is_field_char(s[j])) {
+        if (!up_h1_is_field_char(s[j])) {
             return bad(m, "h1: control character in header value");
         }
     }

@@ -79,6 +79,12 @@ UP_NODISCARD int up_h1_parse_response(const uint8_t *buf, size_t len, size_t *sc
                                       struct up_h1_msg *m, struct up_h1_header *headers,
                                       size_t max_headers, size_t max_head);
 
+/* RFC 9110 §5.6.2 tchar (token characters: header names, methods, chunk extension names). */
+bool up_h1_is_tchar(uint8_t c);
+/* RFC 9110 §5.5 field-vchar plus SP and HTAB: everything but CTLs (NUL included) and DEL;
+ * obs-text passes. What header values (and reason phrases) may hold. */
+bool up_h1_is_field_char(uint8_t c);
+
 /* Return the first header named name (case-insensitive), or NULL. */
 const struct up_h1_header *up_h1_find(const struct up_h1_msg *m, const char *name);
 

@@ -28,46 +28,11 @@ static int hex_value(uint8_t c)
     return -1;
 }
 
-/* RFC 9110 §5.6.2 tchar. */
-static bool is_tchar(uint8_t c)
-{
-    if ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-        return true;
-    }
-    switch (c) {
-    case '!':
-    case '#':
-    case '$':
-    case '%':
-    case '&':
-    case '\'':
-    case '*':
-    case '+':
-    case '-':
-    case '.':
-    case '^':
-    case '_':
-    case '`':
-    case '|':
-    case '~':
-        return true;
-    default:
-        return false;
-    }
-}
-
 /* RFC 9110 §5.6.4 qdtext: HTAB, SP, VCHAR except DQUOTE and backslash, obs-text. */
 static bool is_qdtext(uint8_t c)
 {
     return c == '\t' || c == ' ' || c == 0x21 || (c >= 0x23 && c <= 0x5B) ||
            (c >= 0x5D && c <= 0x7E) || c >= 0x80;
-}
-
-/* RFC 9110 §5.5 field-vchar plus SP and HTAB, the same set h1.c accepts in header values.
- * It is also what may follow the backslash of a quoted-pair (RFC 9110 §5.6.4). */
-static bool is_field_char(uint8_t c)
-{
-    return c == '\t' || (c >= 0x20 && c != 0x7F);
 }
 
 void up_h1body_init(struct up_h1body *b, enum up_h1b_kind kind, uint64_t length)
@@ -182,7 +147,7 @@ static int on_line_byte(struct up_h1body *b, uint8_t c)
         }
         break;
     case UP_H1B_ST_EXT_NAME0:
-        if (is_tchar(c)) {
+        if (up_h1_is_tchar(c)) {
             b->state = UP_H1B_ST_EXT_NAME;
             return UP_OK;
         }
@@ -191,7 +156,7 @@ static int on_line_byte(struct up_h1body *b, uint8_t c)
         }
         break;
     case UP_H1B_ST_EXT_NAME:
-        if (is_tchar(c)) {
+        if (up_h1_is_tchar(c)) {
             return UP_OK;
         }
         if (c == '=') {
@@ -220,7 +185,7 @@ static int on_line_byte(struct up_h1body *b, uint8_t c)
         }
         break;
     case UP_H1B_ST_EXT_VAL0:
-        if (is_tchar(c)) {
+        if (up_h1_is_tchar(c)) {
             b->state = UP_H1B_ST_EXT_TOKEN;
             return UP_OK;
         }
@@ -233,7 +198,7 @@ static int on_line_byte(struct up_h1body *b, uint8_t c)
         }
         break;
     case UP_H1B_ST_EXT_TOKEN:
-        if (is_tchar(c)) {
+        if (up_h1_is_tchar(c)) {
             return UP_OK;
         }
         return ext_end(b, c);
@@ -251,7 +216,7 @@ static int on_line_byte(struct up_h1body *b, uint8_t c)
         }
         break;
     case UP_H1B_ST_EXT_ESCAPE:
-        if (is_field_char(c)) {
+        if (up_h1_is_field_char(c)) {
             b->state = UP_H1B_ST_EXT_QUOTED;
             return UP_OK;
         }
@@ -293,13 +258,13 @@ static int on_trailer_byte(struct up_h1body *b, uint8_t c)
         if (c == ':') {
             return bad(b, "h1body: empty trailer name");
         }
-        if (!is_tchar(c)) {
+        if (!up_h1_is_tchar(c)) {
             return bad(b, "h1body: invalid trailer name");
         }
         b->state = UP_H1B_ST_TRL_NAME;
         return UP_OK;
     case UP_H1B_ST_TRL_NAME:
-        if (is_tchar(c)) {
+        if (up_h1_is_tchar(c)) {
             return UP_OK;
         }
         if (c == ':') {
@@ -315,7 +280,7 @@ static int on_trailer_byte(struct up_h1body *b, uint8_t c)
         /* Whitespace before the colon included (RFC 9112 §5.1). */
         return bad(b, "h1body: invalid trailer name");
     case UP_H1B_ST_TRL_VALUE:
-        if (is_field_char(c)) {
+        if (up_h1_is_field_char(c)) {
             return UP_OK;
         }
         if (c == '\r') {

@@ -230,11 +230,9 @@ int up_relay_parse_route(const char *spec, struct up_relay_route *rt, char *err,
 
 static bool token_ok(struct hconn *c, const char *tok, size_t len, const char *svc)
 {
-    struct up_relay *r = c->relay;
     struct up_token_claims cl;
     const char *reason = NULL;
-    if (up_token_verify(tok, len, r->cfg.secret, r->cfg.secret_len, (int64_t)time(NULL),
-                        (int64_t)r->cfg.leeway_s, &cl, &reason) < 0) {
+    if (relay_verify(c->relay, tok, len, &cl, &reason) < 0) {
         UP_LOGD("token for http service '%s' refused: %s", svc, reason ? reason : "invalid");
         return false;
     }
@@ -309,14 +307,10 @@ enum { AUTH_OK, AUTH_STRIP, AUTH_DENY, AUTH_COOKIE };
 static int px_auth(struct hconn *c, const struct up_h1_msg *m, const char *svc, const char **tok,
                    size_t *tlen)
 {
-    const struct up_h1_header *auth = up_h1_find(m, "authorization");
-    if (auth && auth->value_len > 7 && up_str_ieq(auth->value, 7, "bearer ")) {
-        const char *t = auth->value + 7;
-        size_t tl = auth->value_len - 7;
-        up_str_trim_ows(&t, &tl);
-        if (token_ok(c, t, tl, svc)) {
-            return AUTH_STRIP;
-        }
+    const char *t = NULL;
+    size_t tl = 0;
+    if (relay_bearer(m, &t, &tl) && token_ok(c, t, tl, svc)) {
+        return AUTH_STRIP;
     }
     size_t vl = 0;
     const char *v = find_cookie(m, PX_COOKIE, &vl);
@@ -538,25 +532,7 @@ static int px_out(struct hconn *c, const uint8_t *p, size_t n)
 static bool px_flush_out(struct hconn *c)
 {
     struct hproxy *px = &c->px;
-    while (up_buf_len(&c->out)) {
-        size_t n = 0;
-        int rv = up_sock_write(c->sock, up_buf_rptr(&c->out), up_buf_len(&c->out), &n);
-        if (rv == UP_EAGAIN) {
-            break;
-        }
-        if (rv < 0) {
-            hc_close(c, false);
-            return false;
-        }
-        up_buf_skip(&c->out, n);
-        size_t k = n < px->owed ? n : px->owed;
-        px->owed -= k;
-        if (k && px->on_link) {
-            up_link_consumed(&px->st, k);
-        }
-    }
-    up_buf_release_if_empty(&c->out);
-    return true;
+    return hc_write_owed(c, &px->owed, px->on_link ? &px->st : NULL);
 }
 
 static void px_want(struct hconn *c, bool kick)

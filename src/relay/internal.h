@@ -205,6 +205,16 @@ struct up_relay {
 /* relay.c */
 struct rlink *relay_find_agent(struct up_relay *r, const char *name, size_t len, uint8_t *flags);
 bool relay_service_seen(const struct up_relay *r, const char *name, size_t len);
+/* The value of parameter key in the query q[0..qlen) (q may be NULL), or NULL. */
+const char *relay_query_param(const char *q, size_t qlen, const char *key, size_t *vlen);
+/* The token of "Authorization: Bearer TOKEN", trimmed; false when there is none. */
+bool relay_bearer(const struct up_h1_msg *m, const char **tok, size_t *len);
+/* up_token_verify() with the relay's secret, clock and leeway. */
+int relay_verify(const struct up_relay *r, const char *tok, size_t len, struct up_token_claims *cl,
+                 const char **reason);
+/* Write c->out to the socket. The first *owed bytes of it are a stream's: credit for them
+ * goes back to st (may be NULL) as they leave. False when the connection failed and closed. */
+bool hc_write_owed(struct hconn *c, size_t *owed, struct up_lstream *st);
 void hc_close(struct hconn *c, bool release);
 void hc_closed(uv_handle_t *h);
 void hc_respond(struct hconn *c, int status, const char *text, const char *body, const char *ctype,

@@ -640,11 +640,11 @@ static void stats_json(struct hconn *c)
 }
 
 /* The value of parameter key in the query q[0..qlen), or NULL. */
-static const char *query_param(const char *q, size_t qlen, const char *key, size_t *vlen)
+const char *relay_query_param(const char *q, size_t qlen, const char *key, size_t *vlen)
 {
     size_t kl = strlen(key);
     const char *p = q, *end = q + qlen;
-    while (p < end) {
+    while (p && p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));
         const char *pe = amp ? amp : end;
         if ((size_t)(pe - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
@@ -656,13 +656,55 @@ static const char *query_param(const char *q, size_t qlen, const char *key, size
     return NULL;
 }
 
+bool relay_bearer(const struct up_h1_msg *m, const char **tok, size_t *len)
+{
+    const struct up_h1_header *auth = up_h1_find(m, "authorization");
+    if (!auth || auth->value_len < 8 || !up_str_ieq(auth->value, 7, "bearer ")) {
+        return false;
+    }
+    *tok = auth->value + 7;
+    *len = auth->value_len - 7;
+    up_str_trim_ows(tok, len);
+    return *len > 0;
+}
+
+int relay_verify(const struct up_relay *r, const char *tok, size_t len, struct up_token_claims *cl,
+                 const char **reason)
+{
+    return up_token_verify(tok, len, r->cfg.secret, r->cfg.secret_len, (int64_t)time(NULL),
+                           (int64_t)r->cfg.leeway_s, cl, reason);
+}
+
+bool hc_write_owed(struct hconn *c, size_t *owed, struct up_lstream *st)
+{
+    while (up_buf_len(&c->out)) {
+        size_t n = 0;
+        int rv = up_sock_write(c->sock, up_buf_rptr(&c->out), up_buf_len(&c->out), &n);
+        if (rv == UP_EAGAIN) {
+            break;
+        }
+        if (rv < 0) {
+            hc_close(c, false);
+            return false;
+        }
+        up_buf_skip(&c->out, n);
+        size_t k = n < *owed ? n : *owed;
+        *owed -= k;
+        if (k && st) {
+            up_link_consumed(st, k);
+        }
+    }
+    up_buf_release_if_empty(&c->out);
+    return true;
+}
+
 /* Mark the services listed in parameter key ("http=web,api") with flag; each must be one of
  * the agent's services. */
 static int parse_service_flags(struct hconn *c, struct rlink *rl, const char *q, size_t qlen,
                                const char *key, uint8_t flag)
 {
     size_t vlen = 0;
-    const char *v = query_param(q, qlen, key, &vlen);
+    const char *v = relay_query_param(q, qlen, key, &vlen);
     const char *s = v, *end = v ? v + vlen : NULL;
     while (s && s < end) {
         const char *comma = memchr(s, ',', (size_t)(end - s));
@@ -691,7 +733,7 @@ static int parse_service_flags(struct hconn *c, struct rlink *rl, const char *q,
 static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size_t qlen)
 {
     size_t vlen = 0;
-    const char *v = query_param(q, qlen, "services", &vlen);
+    const char *v = relay_query_param(q, qlen, "services", &vlen);
     const char *s = v, *pe = v ? v + vlen : NULL;
     while (s && s < pe) {
         const char *comma = memchr(s, ',', (size_t)(pe - s));
@@ -895,8 +937,9 @@ void hc_on_request(struct hconn *c, const struct up_h1_msg *m)
                    status == 426 ? "Sec-WebSocket-Version: 13\r\n" : NULL);
         return;
     }
-    const struct up_h1_header *auth = up_h1_find(m, "authorization");
-    if (!auth || auth->value_len < 8 || !up_str_ieq(auth->value, 7, "bearer ")) {
+    const char *tok = NULL;
+    size_t tok_len = 0;
+    if (!relay_bearer(m, &tok, &tok_len)) {
         hc_error(c, 401, "Unauthorized", "missing bearer token (Authorization: Bearer ...)");
         return;
     }
@@ -910,15 +953,8 @@ void hc_on_request(struct hconn *c, const struct up_h1_msg *m)
     snprintf(rl->peer, sizeof rl->peer, "%s", c->client);
     snprintf(rl->local, sizeof rl->local, "%s", c->local);
     hc_desc(c, rl->desc, sizeof rl->desc);
-    const char *tok = auth->value + 7;
-    size_t tok_len = auth->value_len - 7;
-    while (tok_len && *tok == ' ') {
-        tok++;
-        tok_len--;
-    }
     const char *reason = NULL;
-    int rv = up_token_verify(tok, tok_len, r->cfg.secret, r->cfg.secret_len, (int64_t)time(NULL),
-                             (int64_t)r->cfg.leeway_s, &rl->claims, &reason);
+    int rv = relay_verify(r, tok, tok_len, &rl->claims, &reason);
     if (rv < 0) {
         up_free(rl);
         char w[160];

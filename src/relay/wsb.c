@@ -47,24 +47,9 @@ static bool wsb_flush(struct hconn *c)
 {
     struct hwsb *w = &c->ws;
     size_t before = up_buf_len(&c->out);
-    while (up_buf_len(&c->out)) {
-        size_t n = 0;
-        int rv = up_sock_write(c->sock, up_buf_rptr(&c->out), up_buf_len(&c->out), &n);
-        if (rv == UP_EAGAIN) {
-            break;
-        }
-        if (rv < 0) {
-            hc_close(c, false);
-            return false;
-        }
-        up_buf_skip(&c->out, n);
-        size_t k = n < w->owed ? n : w->owed;
-        w->owed -= k;
-        if (k && w->on_link) {
-            up_link_consumed(&w->st, k);
-        }
+    if (!hc_write_owed(c, &w->owed, w->on_link ? &w->st : NULL)) {
+        return false;
     }
-    up_buf_release_if_empty(&c->out);
     /* The peer may be holding bytes for us until we had room. */
     if (w->peer && before >= WSB_OUT_HIGH && up_buf_len(&c->out) < WSB_OUT_HIGH) {
         wsb_want(w->peer, true);
@@ -458,22 +443,6 @@ static void pairing_join(struct up_relay *r, struct pairing *p)
 
 /* ---- the requests ---- */
 
-static const char *query_get(const char *q, size_t qlen, const char *key, size_t *vlen)
-{
-    size_t kl = strlen(key);
-    const char *p = q, *end = q + qlen;
-    while (p && p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp ? amp : end;
-        if ((size_t)(pe - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
-            *vlen = (size_t)(pe - p) - kl - 1;
-            return p + kl + 1;
-        }
-        p = pe + 1;
-    }
-    return NULL;
-}
-
 /* The Sec-WebSocket-Protocol entry to answer with: "binary" when offered (websockify), else
  * the first entry that is not a token, else the token entry itself (browsers fail a handshake
  * whose answer names none of the protocols they offered). *tok gets a "bearer.<token>"
@@ -598,16 +567,12 @@ static void serve_s(struct hconn *c, const struct up_h1_msg *m, const char *name
     const char *tok = NULL, *proto = NULL;
     size_t tok_len = 0, proto_len = 0;
     subprotocols(m, &proto, &proto_len, &tok, &tok_len);
-    const struct up_h1_header *auth = up_h1_find(m, "authorization");
-    if (auth && auth->value_len > 7 && up_str_ieq(auth->value, 7, "bearer ")) {
-        tok = auth->value + 7;
-        tok_len = auth->value_len - 7;
-        up_str_trim_ows(&tok, &tok_len);
-    }
+    relay_bearer(m, &tok, &tok_len);
     const char *q = memchr(m->target, '?', m->target_len);
     size_t qv = 0;
     const char *qt =
-        q ? query_get(q + 1, m->target_len - (size_t)(q + 1 - m->target), "token", &qv) : NULL;
+        q ? relay_query_param(q + 1, m->target_len - (size_t)(q + 1 - m->target), "token", &qv)
+          : NULL;
     if (!tok && qt) {
         tok = qt;
         tok_len = qv;
@@ -620,8 +585,7 @@ static void serve_s(struct hconn *c, const struct up_h1_msg *m, const char *name
     }
     struct up_token_claims cl;
     const char *reason = NULL;
-    if (up_token_verify(tok, tok_len, r->cfg.secret, r->cfg.secret_len, (int64_t)time(NULL),
-                        (int64_t)r->cfg.leeway_s, &cl, &reason) < 0) {
+    if (relay_verify(r, tok, tok_len, &cl, &reason) < 0) {
         char w[160];
         snprintf(w, sizeof w, "invalid token: %s", reason ? reason : "refused");
         hc_error(c, 401, "Unauthorized", w);
@@ -665,7 +629,8 @@ static void serve_pair(struct hconn *c, const struct up_h1_msg *m, const char *t
     const char *q = memchr(m->target, '?', m->target_len);
     size_t sl = 0;
     const char *side =
-        q ? query_get(q + 1, m->target_len - (size_t)(q + 1 - m->target), "side", &sl) : NULL;
+        q ? relay_query_param(q + 1, m->target_len - (size_t)(q + 1 - m->target), "side", &sl)
+          : NULL;
     bool host = side && sl == 4 && memcmp(side, "host", 4) == 0;
     if (side && !host && !(sl == 7 && memcmp(side, "browser", 7) == 0)) {
         hc_error(c, 400, "Bad Request", "side must be host or browser");
@@ -709,18 +674,15 @@ static void api_pairings(struct hconn *c, const struct up_h1_msg *m)
         hc_error(c, 405, "Method Not Allowed", "use POST");
         return;
     }
-    const struct up_h1_header *auth = up_h1_find(m, "authorization");
-    if (!auth || auth->value_len < 8 || !up_str_ieq(auth->value, 7, "bearer ")) {
+    const char *tok = NULL;
+    size_t tl = 0;
+    if (!relay_bearer(m, &tok, &tl)) {
         hc_error(c, 401, "Unauthorized", "missing admin token (Authorization: Bearer ...)");
         return;
     }
-    const char *tok = auth->value + 7;
-    size_t tl = auth->value_len - 7;
-    up_str_trim_ows(&tok, &tl);
     struct up_token_claims cl;
     const char *reason = NULL;
-    if (up_token_verify(tok, tl, r->cfg.secret, r->cfg.secret_len, (int64_t)time(NULL),
-                        (int64_t)r->cfg.leeway_s, &cl, &reason) < 0) {
+    if (relay_verify(r, tok, tl, &cl, &reason) < 0) {
         char w[160];
         snprintf(w, sizeof w, "invalid token: %s", reason ? reason : "refused");
         hc_error(c, 401, "Unauthorized", w);

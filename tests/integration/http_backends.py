@@ -189,7 +189,8 @@ def wait_event(pred, timeout, what):
 
 
 class StaticBackend:
-    """A threaded HTTP/1.1 server on 127.0.0.1 port 0 serving a dict path -> (type, bytes)."""
+    """A threaded HTTP/1.1 server on 127.0.0.1 port 0 serving a dict path -> (type, bytes);
+    404 with an empty body for anything else (browsers ask for /favicon.ico)."""
 
     def __init__(self, files):
         class H(http.server.BaseHTTPRequestHandler):
@@ -200,11 +201,15 @@ class StaticBackend:
 
             def do_GET(self):
                 ctype, body = files.get(self.path.split("?")[0], ("text/plain", b""))
-                self.send_response(200 if body else 404)
-                self.send_header("Content-Type", ctype)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200 if body else 404)
+                    self.send_header("Content-Type", ctype)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.send_header("Cache-Control", "no-store")
+                    self.end_headers()
+                    self.wfile.write(body)
+                except OSError:
+                    pass  # a browser that closed mid-reply
 
         self.srv = _Threaded(("127.0.0.1", 0), H)
         self.port = self.srv.server_address[1]
@@ -214,3 +219,4 @@ class StaticBackend:
     def close(self):
         self.srv.shutdown()
         self.srv.server_close()
+        self.t.join(5)

@@ -3,7 +3,6 @@ talks to a local WebSocket echo server, and the test reads the outcome through C
 
 Everything listens on 127.0.0.1 port 0, every wait is bounded, and the servers and the browser
 are shut down at the end of each test, also when it fails."""
-import http.server
 import pathlib
 import sys
 import threading
@@ -15,6 +14,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import browser  # noqa: E402
 from browser import Chromium, JSError, NavigationError  # noqa: E402
 from harness import free_port  # noqa: E402
+from http_backends import StaticBackend  # noqa: E402
 
 pytestmark = pytest.mark.skipif(browser.skip_reason() is not None,
                                 reason=browser.skip_reason() or "")
@@ -46,40 +46,6 @@ ws.onerror = () => { window.result = {error: "websocket error"}; };
 """ % (list(PAYLOAD), TEXT)).encode()
 
 
-class StaticServer:
-    """A threaded http.server on 127.0.0.1 port 0 serving a dict of path -> (type, bytes)."""
-
-    def __init__(self, files):
-        class H(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                ctype, body = files.get(self.path.split("?")[0], ("text/plain", b""))
-                try:
-                    # 404 for what is not there (the browser asks for /favicon.ico), with an
-                    # empty body, so that a browser closing mid-reply stays quiet.
-                    self.send_response(200 if body else 404)
-                    self.send_header("Content-Type", ctype)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.send_header("Cache-Control", "no-store")
-                    self.end_headers()
-                    self.wfile.write(body)
-                except OSError:
-                    pass
-
-            def log_message(self, *a):
-                pass
-
-        self.srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
-        self.srv.daemon_threads = True
-        self.port = self.srv.server_address[1]
-        self.t = threading.Thread(target=self.srv.serve_forever, daemon=True)
-        self.t.start()
-
-    def close(self):
-        self.srv.shutdown()
-        self.srv.server_close()
-        self.t.join(5)
-
-
 class EchoServer:
     """A websockets echo server on 127.0.0.1 port 0 that records what it received."""
 
@@ -105,7 +71,7 @@ class EchoServer:
 def servers():
     made = []
     try:
-        web = StaticServer({"/": ("text/html; charset=utf-8", INDEX),
+        web = StaticBackend({"/": ("text/html; charset=utf-8", INDEX),
                             "/app.js": ("text/javascript; charset=utf-8", APP)})
         made.append(web)
         echo = EchoServer()

@@ -8,8 +8,6 @@ page's script uses the relay's WebSocket endpoints:
                                                            --> tcp echo (the host's target)
 
 The test asserts what arrived on both ends and saves a screenshot under the test's output."""
-import json
-import os
 import pathlib
 import shutil
 

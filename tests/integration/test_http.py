@@ -12,14 +12,13 @@ import os
 import shutil
 import socket
 import subprocess
-import threading
 import time
 
 import pytest
 import requests
 
-from conftest import BIN, mint
-from harness import Proc, Server, free_port, wait_until
+from conftest import mint
+from harness import Server, free_port, wait_until
 from http_backends import HttpBackend, WsBackend
 
 MiB = 1 << 20

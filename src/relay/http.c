@@ -546,7 +546,10 @@ static void px_want(struct hconn *c, bool kick)
     if (r && up_sock_has_pending(c->sock)) {
         kick = true; /* TLS holds decrypted bytes the poll cannot see */
     }
-    up_sock_want(c->sock, r, kick || up_buf_len(&c->out) > 0);
+    /* A kick is a one-shot "call back soon" (the socket is almost always writable): it stays
+     * until the callback runs, whatever is asked in between. */
+    px->kicked = px->kicked || kick;
+    up_sock_want(c->sock, r, px->kicked || up_buf_len(&c->out) > 0);
 }
 
 /* The stream's pull: the rewritten head, then body (or tunnel) bytes from the client. */
@@ -632,13 +635,9 @@ static void px_response_done(struct hconn *c)
     px_want(c, true); /* a head that waited for the answers may go now */
 }
 
-static void px_on_data(struct up_lstream *st, const uint8_t *p, size_t n)
+static void px_rx(struct hconn *c, struct up_lstream *st, const uint8_t *p, size_t n)
 {
-    struct hconn *c = st->ud;
     struct hproxy *px = &c->px;
-    if (c->closing || !c->px_on) {
-        return;
-    }
     if (px->timer_on && px->timer_kind == PXT_UPSTREAM) {
         px_timer_stop(c);
     }
@@ -761,6 +760,16 @@ static void px_on_data(struct up_lstream *st, const uint8_t *p, size_t n)
             }
         }
     }
+}
+
+static void px_on_data(struct up_lstream *st, const uint8_t *p, size_t n)
+{
+    struct hconn *c = st->ud;
+    if (c->closing || !c->px_on) {
+        return;
+    }
+    px_rx(c, st, p, n);
+    px_want(c, false); /* what did not fit in the socket waits in c->out: watch for room */
 }
 
 static void px_on_fin(struct up_lstream *st)
@@ -1078,6 +1087,7 @@ void px_sock_cb(struct hconn *c, bool readable, bool writable)
 {
     struct hproxy *px = &c->px;
     (void)writable;
+    px->kicked = false;
     if (up_buf_len(&c->out) && !px_flush_out(c)) {
         return;
     }

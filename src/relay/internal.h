@@ -101,6 +101,7 @@ struct hproxy {
     bool shut_client;    /* after 101, the backend finished: our write side to the client shut */
     uint8_t rq_flags;    /* PXR_* of the request being sent */
     uint8_t svc_flags;   /* RS_* of the service the stream goes to */
+    bool kicked;         /* a callback was asked for (write interest), not yet come */
     char service[UP_TOKEN_MAX_NAME + 1];
     enum px_rq rq;
     enum px_rs rs;
@@ -138,6 +139,7 @@ struct hwsb {
     bool announce; /* send the text message "paired" when the stream is accepted */
     bool fin_out;  /* the browser finished: FIN the stream once pend is drained */
     bool ending;   /* our close frame is queued: flush it, then close the connection */
+    bool kicked;   /* a callback was asked for (write interest), not yet come */
     uint8_t kind;  /* enum wsb_kind */
     struct up_ws_parser wp;
     struct up_buf pend; /* payload read from the browser, waiting for credit / the peer's room */

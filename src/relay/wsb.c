@@ -62,6 +62,7 @@ static bool wsb_flush(struct hconn *c)
         hc_flush(c);
         return false;
     }
+    wsb_want(c, false); /* what the socket did not take: watch for room */
     return true;
 }
 
@@ -75,7 +76,8 @@ static void wsb_want(struct hconn *c, bool kick)
     if (r && up_sock_has_pending(c->sock)) {
         kick = true;
     }
-    up_sock_want(c->sock, r, kick || up_buf_len(&c->out) > 0);
+    w->kicked = w->kicked || kick; /* one-shot: kept until the callback runs */
+    up_sock_want(c->sock, r, w->kicked || up_buf_len(&c->out) > 0);
 }
 
 /* Queue a close frame and end the connection once it is written. */
@@ -297,6 +299,7 @@ void wsb_sock_cb(struct hconn *c, bool readable, bool writable)
 {
     struct hwsb *w = &c->ws;
     (void)writable;
+    w->kicked = false;
     if (up_buf_len(&c->out) && !wsb_flush(c)) {
         return;
     }

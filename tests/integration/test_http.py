@@ -195,6 +195,7 @@ def test_keepalive_reuse(web, backend):
                    timeout=10)
         assert r.json()["len"] == 1000
     assert len(backend.conns) - before == 1
+    assert web.stats()["http_proxied"] >= 22
     # Pipelined on a raw socket: three requests at once, three answers in order.
     reqs = b"".join(b"GET /echo-headers?n=%d HTTP/1.1\r\nHost: web.%s\r\n\r\n" % (i, DOMAIN.encode())
                     for i in range(3))

@@ -134,6 +134,7 @@ def test_pairing_rendezvous(stack, admin):
     assert len(tok) >= 22 and p["expires_in"] == 60
     assert p["url"] == f"ws://127.0.0.1:{stack.relay_port}/pair/{tok}"
     assert p["host_url"] == p["url"] + "?side=host"
+    assert stack.stats()["pairings_waiting"] == 1
     with ws(stack, f"/pair/{tok}?side=host") as host:
         with pytest.raises(TimeoutError):
             host.recv(timeout=0.3)  # nothing until the browser comes

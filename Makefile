@@ -39,8 +39,8 @@ integration: build
 	@cd $(BUILD) && ctest --output-on-failure -L integration
 
 # Autobahn|Testsuite in both roles against echo programs built from our codec and shell
-# (tests/autobahn/). CONFORMANCE_CASES picks the cases; the default is all 517 (about 40
-# minutes on 2 cores). make test runs every case except the permessage-deflate ones with
+# (tests/autobahn/). CONFORMANCE_CASES picks the cases; the default is all 517 (about 22
+# minutes on 2 cores, the two roles side by side; .ci/run runs it after make test). make test runs every case except the permessage-deflate ones with
 # the larger messages (12.*.7-18, 13.*.7-18): every deflate setting is still covered.
 CONFORMANCE_SMOKE = *,-12.*.7,-12.*.8,-12.*.9,-12.*.1[0-8],-13.*.7,-13.*.8,-13.*.9,-13.*.1[0-8]
 conformance: build

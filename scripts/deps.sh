@@ -14,10 +14,13 @@ APT_PKGS=(
     nftables squid tinyproxy nginx haproxy
     # browser tests (tests/integration/browser.py drives it over the DevTools protocol)
     chromium
+    # TURN tests and bench/turn.sh: coturn's turnserver as the reference server and its
+    # turnutils_* client tools (tests/integration/turn_harness.py); started by the tests only
+    coturn
 )
 # Packages above that ship a service the tests must not find already running (it would hold
-# ports such as 80, 3128, 8888).
-DAEMONS=(squid tinyproxy nginx haproxy)
+# ports such as 80, 3128, 8888, 3478).
+DAEMONS=(squid tinyproxy nginx haproxy coturn)
 
 missing=()
 for p in "${APT_PKGS[@]}"; do

@@ -1,8 +1,12 @@
 #include "base/crypto.h"
 
+#include <string.h>
+
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
 
@@ -16,6 +20,42 @@ void up_sha256(const void *data, size_t len, uint8_t out[UP_SHA256_LEN])
     SHA256(data, len, out);
 }
 
+void up_md5(const void *data, size_t len, uint8_t out[UP_MD5_LEN])
+{
+    struct up_crypto_span s = {.p = data, .len = len};
+    up_md5_v(&s, 1, out);
+}
+
+void up_md5_v(const struct up_crypto_span *s, size_t n, uint8_t out[UP_MD5_LEN])
+{
+    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+    int ok = ctx && EVP_DigestInit_ex(ctx, EVP_md5(), NULL);
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = s[i].len == 0 || EVP_DigestUpdate(ctx, s[i].p, s[i].len);
+    }
+    unsigned int olen = 0;
+    ok = ok && EVP_DigestFinal_ex(ctx, out, &olen) && olen == UP_MD5_LEN;
+    EVP_MD_CTX_free(ctx);
+    /* The callers derive keys: fail closed, with a key nobody knows, rather than a zero one
+     * anybody could use. */
+    if (!ok && RAND_bytes(out, UP_MD5_LEN) != 1) {
+        memset(out, 0xA5, UP_MD5_LEN);
+    }
+}
+
+int up_hmac_sha1(const void *key, size_t key_len, const void *data, size_t len,
+                 uint8_t out[UP_SHA1_LEN])
+{
+    unsigned int olen = 0;
+    if (key_len > (size_t)INT32_MAX) {
+        return UP_EINVAL;
+    }
+    if (!HMAC(EVP_sha1(), key, (int)key_len, data, len, out, &olen) || olen != UP_SHA1_LEN) {
+        return UP_ENOMEM;
+    }
+    return UP_OK;
+}
+
 int up_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len,
                    uint8_t out[UP_SHA256_LEN])
 {
@@ -27,6 +67,38 @@ int up_hmac_sha256(const void *key, size_t key_len, const void *data, size_t len
         return UP_ENOMEM;
     }
     return UP_OK;
+}
+
+int up_hmac_v(bool sha256, const void *key, size_t key_len, const struct up_crypto_span *s,
+              size_t n, uint8_t *out)
+{
+    static const uint8_t no_key[1];
+    size_t want = sha256 ? UP_SHA256_LEN : UP_SHA1_LEN;
+    if (key_len > (size_t)INT32_MAX) {
+        return UP_EINVAL;
+    }
+    /* EVP_MAC_init() reads a NULL key as "keep the previous one": pass an empty one. */
+    if (!key) {
+        key = no_key;
+        key_len = 0;
+    }
+    char digest[8];
+    memcpy(digest, sha256 ? "SHA256" : "SHA1", sha256 ? 7 : 5);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    EVP_MAC_CTX *ctx = mac ? EVP_MAC_CTX_new(mac) : NULL;
+    int ok = ctx && EVP_MAC_init(ctx, key, key_len, params);
+    for (size_t i = 0; ok && i < n; i++) {
+        ok = s[i].len == 0 || EVP_MAC_update(ctx, s[i].p, s[i].len);
+    }
+    size_t olen = 0;
+    ok = ok && EVP_MAC_final(ctx, out, &olen, want) && olen == want;
+    EVP_MAC_CTX_free(ctx);
+    EVP_MAC_free(mac);
+    return ok ? UP_OK : UP_ENOMEM;
 }
 
 bool up_ct_equal(const void *a, const void *b, size_t len)

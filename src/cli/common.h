@@ -71,5 +71,6 @@ int cmd_agent(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_token(int argc, char **argv);
 int cmd_pair(int argc, char **argv);
+int cmd_turn(int argc, char **argv);
 
 #endif

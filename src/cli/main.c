@@ -14,6 +14,7 @@ static void usage(FILE *f)
             "  agent     run beside private services; dials out and registers them\n"
             "  connect   reach a service through the relay (local port or stdio)\n"
             "  pair      host side of a one-time pairing: join a browser to a local target\n"
+            "  turn      run a STUN/TURN server (UDP relaying for WebRTC and VPN clients)\n"
             "  token     mint a token signed with the relay's secret\n"
             "  version   print the version\n\n"
             "Run `underpass COMMAND --help` for the options of each command. Every option can\n"
@@ -40,6 +41,9 @@ int main(int argc, char **argv)
     }
     if (strcmp(cmd, "pair") == 0) {
         return cmd_pair(argc, argv);
+    }
+    if (strcmp(cmd, "turn") == 0) {
+        return cmd_turn(argc, argv);
     }
     if (strcmp(cmd, "token") == 0) {
         return cmd_token(argc, argv);

@@ -69,10 +69,12 @@ fuzz-smoke:
 bench: build
 	@bench/bench.sh
 	@bench/shaped.sh
+	@bench/turn.sh
 
 bench-smoke: build
 	@bench/bench.sh --smoke
 	@bench/shaped.sh --smoke
+	@bench/turn.sh --smoke
 
 checksrc:
 	@scripts/checksrc.sh

@@ -33,6 +33,9 @@ static const struct up_opt turn_opts[] = {
     {"max-lifetime", UP_OPT_DURATION, "3600s", "DURATION", "longest allocation lifetime granted"},
     {"user-quota", UP_OPT_U64, "256", "N", "allocations one user may hold at once (0 = no limit)"},
     {"max-allocations", UP_OPT_U64, "100000", "N", "allocations at once, all users"},
+    {"unauth-rate", UP_OPT_U64, "200", "N",
+     "unauthenticated requests (Binding, and those answered 401/438) one source IP may make per "
+     "second; more are dropped (0 = no limit)"},
     {"software", UP_OPT_STR, "underpass", "TEXT", "SOFTWARE attribute in answers"},
     {"log-level", UP_OPT_STR, "info", "LEVEL", "error, warn, info, debug or trace"},
 };
@@ -179,6 +182,7 @@ int cmd_turn(int argc, char **argv)
     cfg.core.default_lifetime_s = (uint32_t)dl;
     cfg.core.max_lifetime_s = (uint32_t)ml;
     cfg.core.user_quota = (uint32_t)cli_val(turn_opts, NOPTS, v, "user-quota")->num;
+    cfg.core.unauth_budget = (uint32_t)cli_val(turn_opts, NOPTS, v, "unauth-rate")->num;
     uint64_t maxa = cli_val(turn_opts, NOPTS, v, "max-allocations")->num;
     if (maxa < 1 || maxa > 1000000) {
         return cli_fail("turn", "--max-allocations must be 1..1000000");

@@ -39,7 +39,9 @@
 /* Allocations per username at once (486 above): a WebRTC client holds a few, but services
  * that hand one static user to many clients need room (coturn has no limit by default). */
 #define UP_TURN_USER_QUOTA 256
-#define UP_TURN_UNAUTH_BUDGET 32 /* unauthenticated requests per source per second */
+/* Unauthenticated requests (Binding, and requests answered 401/438) per source IP per second:
+ * enough for the clients behind one NAT address to log in, little for a reflection flood. */
+#define UP_TURN_UNAUTH_BUDGET 200
 #define UP_TURN_MAX_ALLOCATIONS 100000
 #define UP_TURN_MAX_PERMISSIONS 256 /* peer IPs per allocation (508 above) */
 #define UP_TURN_MAX_CHANNELS 256    /* channels per allocation, reserved ones too (508 above) */

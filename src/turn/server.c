@@ -46,7 +46,9 @@ struct tconn {
     struct up_turn_client client;
     struct up_buf in, out;
     bool closing;
+    bool dirty; /* on srv->dirty: bytes queued, to be written at the end of this turn */
     struct tconn *hnext;
+    struct tconn *dnext;
 };
 
 struct up_turn_server {
@@ -60,10 +62,12 @@ struct up_turn_server {
     uv_poll_t upoll;
     struct up_sock lsock; /* TCP listener */
     uv_timer_t timer;
-    uint64_t timer_due; /* wall-clock ms the timer is armed for, UINT64_MAX when idle */
+    uint64_t timer_due;  /* wall-clock ms the timer is armed for, UINT64_MAX when idle */
+    uint64_t alloc_peak; /* most allocations seen since memory was last handed back */
     struct rport **ports4, **ports6; /* indexed by port - min_port */
     size_t nports;
     struct tconn *conns[CONN_HASH];
+    struct tconn *dirty; /* connections with output queued during this callback */
     uint64_t next_conn;
     bool stopping;
     /* Receive slots: headroom, datagram, tailroom. */
@@ -120,6 +124,7 @@ static socklen_t to_sa(const struct up_stun_addr *a, bool v6, struct sockaddr_st
 
 static void conn_close(struct tconn *c);
 static void conn_flush(struct tconn *c);
+static void flush_dirty(struct up_turn_server *s);
 static void open_port(struct up_turn_server *s, uint16_t port, bool v6, uint64_t now);
 static void close_port(struct up_turn_server *s, uint16_t port, bool v6);
 static void timer_arm(struct up_turn_server *s, uint64_t now);
@@ -166,9 +171,13 @@ static void drain(struct up_turn_server *s, uint64_t now)
                 send_udp(s->ufd, cmd.data, cmd.len, &cmd.client.addr, listen_v6);
             } else {
                 struct tconn *c = conn_find(s, cmd.client.conn);
+                /* Written once at the end of this callback, however many messages it
+                 * queued: one write for a batch of relayed datagrams. */
                 if (c && !c->closing &&
-                    up_buf_append(&c->out, cmd.data, cmd.len, CONN_OUT_MAX) == 0) {
-                    conn_flush(c);
+                    up_buf_append(&c->out, cmd.data, cmd.len, CONN_OUT_MAX) == 0 && !c->dirty) {
+                    c->dirty = true;
+                    c->dnext = s->dirty;
+                    s->dirty = c;
                 }
             }
             break;
@@ -205,14 +214,19 @@ static void on_timer(uv_timer_t *t)
     uint64_t now = wall_ms();
     s->timer_due = UINT64_MAX;
     uint64_t before = up_turn_stats(s->core)->allocations;
+    if (before > s->alloc_peak) {
+        s->alloc_peak = before;
+    }
     up_turn_on_timer(s->core, now);
     drain(s, now);
     uint64_t after = up_turn_stats(s->core)->allocations;
-    if (before >= after + TRIM_AFTER) {
-        /* Many allocations just expired: give their memory back to the system, not only to
-         * the allocator (glibc keeps freed small blocks otherwise). */
+    if (s->alloc_peak >= after + TRIM_AFTER && after <= s->alloc_peak / 2) {
+        /* Many allocations expired since the peak: give their memory back to the system, not
+         * only to the allocator (glibc keeps freed small blocks otherwise). */
+        s->alloc_peak = after;
         malloc_trim(0);
     }
+    flush_dirty(s);
 }
 
 static void timer_arm(struct up_turn_server *s, uint64_t now)
@@ -230,12 +244,9 @@ static void timer_arm(struct up_turn_server *s, uint64_t now)
 
 /* ---- relay ports ---- */
 
-static void on_port(uv_poll_t *h, int status, int events)
+static void port_read(struct rport *rp)
 {
-    struct rport *rp = h->data;
     struct up_turn_server *s = rp->srv;
-    (void)status;
-    (void)events;
     for (int round = 0; round < 4; round++) {
         struct mmsghdr msgs[RX_BATCH];
         struct iovec iov[RX_BATCH];
@@ -273,6 +284,16 @@ static void on_port(uv_poll_t *h, int status, int events)
             return;
         }
     }
+}
+
+static void on_port(uv_poll_t *h, int status, int events)
+{
+    struct rport *rp = h->data;
+    struct up_turn_server *s = rp->srv;
+    (void)status;
+    (void)events;
+    port_read(rp); /* may free rp */
+    flush_dirty(s);
 }
 
 static void rport_closed(uv_handle_t *h)
@@ -330,11 +351,8 @@ static void close_port(struct up_turn_server *s, uint16_t port, bool v6)
 
 /* ---- UDP clients ---- */
 
-static void on_udp(uv_poll_t *h, int status, int events)
+static void udp_read(struct up_turn_server *s)
 {
-    struct up_turn_server *s = h->data;
-    (void)status;
-    (void)events;
     for (int round = 0; round < 4; round++) {
         struct mmsghdr msgs[RX_BATCH];
         struct iovec iov[RX_BATCH];
@@ -366,6 +384,15 @@ static void on_udp(uv_poll_t *h, int status, int events)
             return;
         }
     }
+}
+
+static void on_udp(uv_poll_t *h, int status, int events)
+{
+    struct up_turn_server *s = h->data;
+    (void)status;
+    (void)events;
+    udp_read(s);
+    flush_dirty(s);
 }
 
 /* ---- TCP and TLS clients ---- */
@@ -419,6 +446,20 @@ static void conn_flush(struct tconn *c)
     up_sock_want(c->sock, true, up_buf_len(&c->out) > 0);
 }
 
+/* Write what this callback queued for TCP/TLS clients. */
+static void flush_dirty(struct up_turn_server *s)
+{
+    while (s->dirty) {
+        struct tconn *c = s->dirty;
+        s->dirty = c->dnext;
+        c->dirty = false;
+        c->dnext = NULL;
+        if (!c->closing) {
+            conn_flush(c);
+        }
+    }
+}
+
 /* Hand every complete frame in c->in to the core. */
 static void conn_frames(struct tconn *c)
 {
@@ -441,7 +482,7 @@ static void conn_frames(struct tconn *c)
     }
 }
 
-static void conn_cb(struct up_sock *sk, bool readable, bool writable)
+static void conn_io(struct up_sock *sk, bool readable, bool writable)
 {
     struct tconn *c = sk->ud;
     struct up_turn_server *s = c->srv;
@@ -510,6 +551,13 @@ static void conn_cb(struct up_sock *sk, bool readable, bool writable)
     if (!c->closing) {
         up_sock_want(sk, true, up_buf_len(&c->out) > 0);
     }
+}
+
+static void conn_cb(struct up_sock *sk, bool readable, bool writable)
+{
+    struct up_turn_server *s = ((struct tconn *)sk->ud)->srv;
+    conn_io(sk, readable, writable);
+    flush_dirty(s); /* this connection's answers and others' relayed data */
 }
 
 static void on_accept(struct up_sock *ls, bool readable, bool writable)

@@ -76,6 +76,23 @@ static bool is_any(const struct up_stun_addr *a)
     return memcmp(a->ip + (is_v4(a) ? 12 : 0), zero, is_v4(a) ? 4 : 16) == 0;
 }
 
+/* Take a as the relay address of its family; false when that family has one already. */
+static bool set_relay(struct up_turn_cfg *c, const struct up_stun_addr *a)
+{
+    bool v4 = is_v4(a);
+    if (v4 ? c->has_relay4 : c->has_relay6) {
+        return false;
+    }
+    if (v4) {
+        c->relay4 = *a;
+        c->has_relay4 = true;
+    } else {
+        c->relay6 = *a;
+        c->has_relay6 = true;
+    }
+    return true;
+}
+
 /* Many TURN allocations are many sockets: take what the hard limit allows. */
 static void raise_nofile(void)
 {
@@ -194,15 +211,8 @@ int cmd_turn(int argc, char **argv)
         if (!parse_ip(rip->list[i], &a) || is_any(&a)) {
             return cli_fail("turn", "--relay-ip '%s' is not a unicast IP address", rip->list[i]);
         }
-        if (is_v4(&a) ? cfg.core.has_relay4 : cfg.core.has_relay6) {
+        if (!set_relay(&cfg.core, &a)) {
             return cli_fail("turn", "--relay-ip: at most one IPv4 and one IPv6 address");
-        }
-        if (is_v4(&a)) {
-            cfg.core.relay4 = a;
-            cfg.core.has_relay4 = true;
-        } else {
-            cfg.core.relay6 = a;
-            cfg.core.has_relay6 = true;
         }
     }
     if (rip->nlist == 0) {
@@ -216,13 +226,7 @@ int cmd_turn(int argc, char **argv)
             return cli_fail("turn", "--relay-ip is required when --listen is a wildcard address "
                                     "(peers must be told where to send)");
         }
-        if (is_v4(&a)) {
-            cfg.core.relay4 = a;
-            cfg.core.has_relay4 = true;
-        } else {
-            cfg.core.relay6 = a;
-            cfg.core.has_relay6 = true;
-        }
+        (void)set_relay(&cfg.core, &a);
     }
     raise_nofile();
     uv_loop_t *loop = uv_default_loop();

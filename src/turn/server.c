@@ -242,25 +242,39 @@ static void timer_arm(struct up_turn_server *s, uint64_t now)
     uv_timer_start(&s->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
+/* ---- reading datagrams ---- */
+
+struct rx_batch {
+    struct mmsghdr msgs[RX_BATCH];
+    struct iovec iov[RX_BATCH];
+    struct sockaddr_storage from[RX_BATCH];
+};
+
+/* Read up to RX_BATCH datagrams from fd into the receive slots (each UP_TURN_HEADROOM bytes
+ * in). Returns how many, 0 when none are waiting. */
+static int rx_read(struct up_turn_server *s, int fd, struct rx_batch *b)
+{
+    for (int i = 0; i < RX_BATCH; i++) {
+        b->iov[i].iov_base = s->rx[i] + UP_TURN_HEADROOM;
+        b->iov[i].iov_len = RX_SLOT;
+        memset(&b->msgs[i].msg_hdr, 0, sizeof b->msgs[i].msg_hdr);
+        b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
+        b->msgs[i].msg_hdr.msg_iovlen = 1;
+        b->msgs[i].msg_hdr.msg_name = &b->from[i];
+        b->msgs[i].msg_hdr.msg_namelen = sizeof b->from[i];
+    }
+    int n = recvmmsg(fd, b->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+    return n > 0 ? n : 0;
+}
+
 /* ---- relay ports ---- */
 
 static void port_read(struct rport *rp)
 {
     struct up_turn_server *s = rp->srv;
     for (int round = 0; round < 4; round++) {
-        struct mmsghdr msgs[RX_BATCH];
-        struct iovec iov[RX_BATCH];
-        struct sockaddr_storage from[RX_BATCH];
-        for (int i = 0; i < RX_BATCH; i++) {
-            iov[i].iov_base = s->rx[i] + UP_TURN_HEADROOM;
-            iov[i].iov_len = RX_SLOT;
-            memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_name = &from[i];
-            msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-        }
-        int n = recvmmsg(rp->fd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+        struct rx_batch b;
+        int n = rx_read(s, rp->fd, &b);
         if (n <= 0) {
             return;
         }
@@ -268,13 +282,13 @@ static void port_read(struct rport *rp)
         uint16_t port = rp->port;
         bool v6 = rp->v6;
         for (int i = 0; i < n; i++) {
-            if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            if (b.msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
                 continue;
             }
             struct up_stun_addr peer;
-            to_addr(&from[i], &peer);
+            to_addr(&b.from[i], &peer);
             up_turn_on_peer(s->core, now, port, v6, &peer, s->rx[i] + UP_TURN_HEADROOM,
-                            msgs[i].msg_len);
+                            b.msgs[i].msg_len);
             drain(s, now); /* may close this very port: do not touch rp after the last one */
             if (!port_get(s, port, v6)) {
                 return;
@@ -354,30 +368,19 @@ static void close_port(struct up_turn_server *s, uint16_t port, bool v6)
 static void udp_read(struct up_turn_server *s)
 {
     for (int round = 0; round < 4; round++) {
-        struct mmsghdr msgs[RX_BATCH];
-        struct iovec iov[RX_BATCH];
-        struct sockaddr_storage from[RX_BATCH];
-        for (int i = 0; i < RX_BATCH; i++) {
-            iov[i].iov_base = s->rx[i] + UP_TURN_HEADROOM;
-            iov[i].iov_len = RX_SLOT;
-            memset(&msgs[i].msg_hdr, 0, sizeof msgs[i].msg_hdr);
-            msgs[i].msg_hdr.msg_iov = &iov[i];
-            msgs[i].msg_hdr.msg_iovlen = 1;
-            msgs[i].msg_hdr.msg_name = &from[i];
-            msgs[i].msg_hdr.msg_namelen = sizeof from[i];
-        }
-        int n = recvmmsg(s->ufd, msgs, RX_BATCH, MSG_DONTWAIT, NULL);
+        struct rx_batch b;
+        int n = rx_read(s, s->ufd, &b);
         if (n <= 0) {
             return;
         }
         uint64_t now = wall_ms();
         for (int i = 0; i < n; i++) {
-            if (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            if (b.msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
                 continue;
             }
             struct up_turn_client cl = {.local = s->local, .proto = UP_TURN_UDP};
-            to_addr(&from[i], &cl.addr);
-            up_turn_on_client(s->core, now, &cl, s->rx[i] + UP_TURN_HEADROOM, msgs[i].msg_len);
+            to_addr(&b.from[i], &cl.addr);
+            up_turn_on_client(s->core, now, &cl, s->rx[i] + UP_TURN_HEADROOM, b.msgs[i].msg_len);
             drain(s, now);
         }
         if (n < RX_BATCH) {

@@ -25,6 +25,13 @@ LIFETIME = 20  # seconds: the allocations expire within the test
 OUT = pathlib.Path(__file__).resolve().parent / "out"
 
 
+def sanitized(binary):
+    """Whether binary is an ASan build: its memory is the sanitizer's (shadow, quarantine),
+    so sizes mean nothing there and freed memory stays quarantined."""
+    with open(binary, "rb") as f:
+        return b"libasan.so" in f.read()
+
+
 def status(pid, key):
     for line in open(f"/proc/{pid}/status"):
         if line.startswith(key + ":"):
@@ -103,7 +110,7 @@ def test_10000_allocations_memory(procs, env, tmp_path, many_sockets):
     t0 = time.monotonic()
     reqs = [Msg(ALLOCATE, REQUEST).add(A_TRANSPORT, bytes([17, 0, 0, 0])) for _ in range(N)]
     first = exchange(socks, lambda i: reqs[i].encode())
-    realm = nonce = None
+    realm = None
     nonces = []
     for b in first:
         _, cls, _, attrs = parse(b)
@@ -129,17 +136,20 @@ def test_10000_allocations_memory(procs, env, tmp_path, many_sockets):
     held_rss, held_fds = status(srv.pid, "VmRSS"), nfds(srv.pid)
     assert held_fds - base_fds == N
     per_alloc = (held_rss - base_rss) * 1024 / N
+    asan = sanitized(BIN)
     # The sockets are the kernel's; our part is the core's state plus libuv's poll handle.
-    assert held_rss < 64 * 1024, f"RSS {held_rss} KiB with {N} allocations"
+    if not asan:
+        assert held_rss < 64 * 1024, f"RSS {held_rss} KiB with {N} allocations"
 
     # Let them expire: every port closed, the memory handed back.
     wait_until(lambda: nfds(srv.pid) <= base_fds, LIFETIME + 15, "allocations to expire")
-    try:
-        wait_until(lambda: status(srv.pid, "VmRSS") < base_rss + (held_rss - base_rss) / 2, 10,
-                   "memory to come back")
-    except TimeoutError:
-        raise AssertionError(f"RSS idle {base_rss} KiB, holding {held_rss} KiB, after expiry "
-                             f"{status(srv.pid, 'VmRSS')} KiB: not given back")
+    if not asan:  # under ASan sizes are the sanitizer's: ports and descriptors only
+        try:
+            wait_until(lambda: status(srv.pid, "VmRSS") < base_rss + (held_rss - base_rss) / 2,
+                       10, "memory to come back")
+        except TimeoutError:
+            raise AssertionError(f"RSS idle {base_rss} KiB, holding {held_rss} KiB, after "
+                                 f"expiry {status(srv.pid, 'VmRSS')} KiB: not given back")
     after_rss = status(srv.pid, "VmRSS")
     report = (f"underpass turn, {N} allocations (created in {took:.1f}s):\n"
               f"  RSS idle {base_rss} KiB, holding {held_rss} KiB "

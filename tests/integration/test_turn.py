@@ -75,6 +75,14 @@ def test_uclient_relays_every_message(kind, mode, tmp, procs, tls_files):
         assert tls_handshake(port, tls_files[0]).startswith("TLSv1")
     res = uclient(port, peer.port, user=USER, password=PASS, clients=CLIENTS,
                   messages=MESSAGES, **opts)
+    if kind == "coturn" and mode == "tls":
+        # The reference, not us: coturn now and then drops a relayed datagram on its way to a
+        # TLS client (1 or 2 of 2000 in about one run in four on two shared cores; never over
+        # UDP or plain TCP, never for ours). It may lose 0.1 %; underpass must lose nothing.
+        assert res.run.rc == 0 and not res.run.timed_out and res.summary, res.describe()
+        assert res.sent == CLIENTS * MESSAGES, res.describe()
+        assert res.received >= res.sent * 0.999, res.describe()
+        return
     assert res.ok, res.describe()
     assert res.sent == res.received == CLIENTS * MESSAGES, res.describe()
 

@@ -7,7 +7,10 @@
  * (2) parse it again in two pieces split at the point, each in its own exact-size allocation:
  *     the trace, the result and the final state must be identical;
  * (3) re-encode every event of pass (1) with the encoders and parse it back: the same event;
- * (4) drive a struct up_mux_flow with the sizes seen and check its accounting. */
+ * (4) drive a struct up_mux_flow with the sizes seen and check its accounting;
+ * (5) parse the split input again, but move parts of DATA payloads past the parser with
+ *     up_mux_parser_skip (as the link does for splice), recording them as DATA: the trace,
+ *     the result and the final state must be those of (1). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -346,7 +349,7 @@ static void flow_event(struct flow_model *m, const struct up_mux_ev *ev)
 /* Parse the chunks in order, looping on each until NONE; record the trace. With rt/fm, also
  * round-trip every event and feed the flow model (pass 1 only). */
 static void run(const struct up_mux_cfg *cfg, uint8_t *const *chunks, const size_t *lens,
-                size_t nchunks, size_t total, struct trace *t, struct flow_model *fm)
+                size_t nchunks, size_t total, struct trace *t, struct flow_model *fm, bool skip)
 {
     struct up_mux_parser p;
     up_mux_parser_init(&p, cfg);
@@ -386,6 +389,20 @@ static void run(const struct up_mux_cfg *cfg, uint8_t *const *chunks, const size
                 flow_event(fm, &ev);
             }
             off += used;
+            uint32_t sid = 0;
+            uint32_t left = up_mux_parser_data_left(&p, &sid);
+            if (skip && left && off < len) {
+                /* Out of band: some of the payload that follows, at most what is here. */
+                size_t n = 1 + (off * 7u + left) % 97u;
+                n = n < left ? n : left;
+                n = n < len - off ? n : len - off;
+                struct up_mux_ev oob = {
+                    .kind = UP_MUX_EV_DATA, .sid = sid, .data = in + off, .len = n};
+                record(t, &oob);
+                up_mux_parser_skip(&p, (uint32_t)n);
+                CHECK(up_mux_parser_data_left(&p, &sid) == left - n);
+                off += n;
+            }
         }
     }
     t->state = (int)p.state;
@@ -437,12 +454,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct flow_model fm = {.now_us = 1000};
     uint8_t *c1[] = {all};
     size_t l1[] = {len};
-    run(&cfg, c1, l1, 1, len, &whole, &fm);
+    run(&cfg, c1, l1, 1, len, &whole, &fm, false);
 
     /* (2) */
     uint8_t *c2[] = {a, b};
     size_t l2[] = {cut, len - cut};
-    run(&cfg, c2, l2, 2, len, &split, NULL);
+    run(&cfg, c2, l2, 2, len, &split, NULL, false);
+    CHECK(same(&whole, &split));
+
+    /* (5) */
+    run(&cfg, c2, l2, 2, len, &split, NULL, true);
     CHECK(same(&whole, &split));
 
 out:

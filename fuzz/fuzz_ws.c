@@ -5,7 +5,9 @@
  *   1. parse it whole, recording an event trace;
  *   2. parse it again in two chunks cut at the split point: the trace must be identical;
  *   3. re-encode every complete frame of the trace with the writers (masked when the peer
- *      is a client) and parse the result: the trace must be the same prefix, without error.
+ *      is a client) and parse the result: the trace must be the same prefix, without error;
+ *   4. parse it split again, moving parts of unmasked binary payloads past the parser with
+ *      up_ws_parser_skip (as the link does for splice), recorded as DATA: the same trace.
  * Parsing unmasks in place, so every run works on its own copy of the input. */
 #include <stdbool.h>
 #include <stddef.h>
@@ -140,7 +142,8 @@ static void record(struct trace *t, const struct up_ws_ev *ev)
 }
 
 /* Parse in[0..len) in the chunks [0, cut) and [cut, len), looping on each until NONE. */
-static void run(struct trace *t, const struct up_ws_cfg *cfg, uint8_t *in, size_t len, size_t cut)
+static void run(struct trace *t, const struct up_ws_cfg *cfg, uint8_t *in, size_t len, size_t cut,
+                bool skip)
 {
     struct up_ws_parser p;
     up_ws_parser_init(&p, cfg);
@@ -184,6 +187,18 @@ static void run(struct trace *t, const struct up_ws_cfg *cfg, uint8_t *in, size_
             }
             CHECK(++guard <= 4 * len + 16);
             record(t, &ev);
+            uint64_t left = up_ws_parser_payload_left(&p);
+            if (skip && left && off < end) {
+                CHECK(!p.masked && p.msg_opcode == UP_WS_OP_BINARY);
+                size_t n = 1 + (off * 7u + (size_t)left) % 97u;
+                n = n < left ? n : (size_t)left;
+                n = n < end - off ? n : end - off;
+                struct up_ws_ev oob = {.kind = UP_WS_EV_DATA, .data = in + off, .len = n};
+                record(t, &oob);
+                up_ws_parser_skip(&p, n);
+                CHECK(up_ws_parser_payload_left(&p) == left - n);
+                off += n;
+            }
         }
     }
     t->state = p.state;
@@ -292,11 +307,17 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (size) {
         memcpy(copy, data, size);
     }
-    run(&whole, &cfg, copy, size, size);
+    run(&whole, &cfg, copy, size, size, false);
     if (size) {
         memcpy(copy, data, size);
     }
-    run(&split, &cfg, copy, size, cut);
+    run(&split, &cfg, copy, size, cut, false);
+    same_trace(&whole, &split);
+    trace_fini(&split);
+    if (size) {
+        memcpy(copy, data, size);
+    }
+    run(&split, &cfg, copy, size, cut, true);
     same_trace(&whole, &split);
     trace_fini(&split);
 
@@ -308,7 +329,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     struct trace again;
     uint8_t none[1];
     uint8_t *enc = out.base ? up_buf_rptr(&out) : none;
-    run(&again, &cfg, enc, up_buf_len(&out), up_buf_len(&out));
+    run(&again, &cfg, enc, up_buf_len(&out), up_buf_len(&out), false);
     CHECK(again.err == UP_OK);
     CHECK(again.n == whole.complete && again.complete == whole.complete);
     for (size_t i = 0; i < again.n; i++) {

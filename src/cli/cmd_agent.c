@@ -23,6 +23,9 @@ static const struct up_opt agent_opts[] = {
     {"drain-timeout", UP_OPT_DURATION, "30s", "DURATION",
      "on SIGTERM/SIGINT, time streams get to finish before the agent exits (0 = exit at once)"},
     UP_LINK_OPTS,
+    {"no-splice", UP_OPT_FLAG, NULL, NULL,
+     "copy relayed bytes through user space instead of moving them with splice(2) "
+     "(plain ws:// links only; for kernels or sockets where splice misbehaves)"},
 };
 #define NOPTS (sizeof agent_opts / sizeof agent_opts[0])
 

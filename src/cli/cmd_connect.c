@@ -15,6 +15,9 @@ static const struct up_opt connect_opts[] = {
      "how long a local connection may wait while the relay link is down (and, when the "
      "relay comes back before the agent, for the agent)"},
     UP_LINK_OPTS,
+    {"no-splice", UP_OPT_FLAG, NULL, NULL,
+     "copy relayed bytes through user space instead of moving them with splice(2) "
+     "(plain ws:// links only; for kernels or sockets where splice misbehaves)"},
 };
 #define NOPTS (sizeof connect_opts / sizeof connect_opts[0])
 

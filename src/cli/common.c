@@ -174,6 +174,7 @@ int cli_uplink_cfg(const char *cmd, const struct up_opt *tab, size_t n, struct u
     if (cli_link_cfg(cmd, tab, n, vals, &uc->link) != 0) {
         return 2;
     }
+    uc->link.splice = cli_val(tab, n, vals, "no-splice")->num == 0;
     uc->backoff_min_ms = cli_val(tab, n, vals, "backoff-min")->num;
     uc->backoff_max_ms = cli_val(tab, n, vals, "backoff-max")->num;
     if (uc->backoff_min_ms == 0) {

@@ -1,10 +1,12 @@
 #include "link/link.h"
 
+#include <errno.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/bytes.h"
@@ -50,6 +52,9 @@ struct up_link {
     char goaway_reason[UP_MUX_MAX_REASON + 1]; /* what we told the peer in our GOAWAY */
     char idle_reason[160];                     /* close_idle: why, for the owner's log */
     struct up_link_stats stats;
+    int kpipe[2];     /* splice: socket -> kpipe -> the owner's socket; -1 until first used */
+    bool splice_on;   /* this link may splice (client role, plain TCP, cfg.splice) */
+    bool splice_mode; /* the last DATA was spliced: read only headers until it stops */
 };
 
 /* Links with pending output or teardown, run from an idle handle before the loop polls again:
@@ -79,6 +84,7 @@ void up_link_cfg_defaults(struct up_link_cfg *cfg)
     cfg->ping_interval_ms = UP_LINK_DEFAULT_PING_MS;
     cfg->ping_misses = UP_LINK_DEFAULT_PING_MISSES;
     cfg->tx_high = UP_LINK_TX_HIGH;
+    cfg->splice = true;
 }
 
 static void kick(struct up_link *l)
@@ -207,8 +213,10 @@ static void detach(struct up_link *l, struct up_lstream *st)
     ready_remove(l, st);
     st->hnext = NULL;
     st->link = NULL;
-    if (l->close_idle && l->nstreams == 0) {
-        kick(l); /* the flusher closes the link once the last frames are out */
+    if (l->nstreams == 0 && (l->close_idle || l->kpipe[0] >= 0)) {
+        /* The flusher closes the link once the last frames are out (drain), and the splice
+         * pipe of a link without streams. */
+        kick(l);
     }
 }
 
@@ -351,6 +359,9 @@ static void schedule(struct up_link *l)
 
 static void flush(struct up_link *l)
 {
+    if (l->nstreams == 0 && l->kpipe[0] >= 0) {
+        up_kpipe_close(l->kpipe); /* an idle link holds no descriptors beyond its socket */
+    }
     for (int round = 0; round < 16 && !l->dead; round++) {
         schedule(l);
         if (up_buf_len(&l->tx) == 0) {
@@ -381,6 +392,20 @@ static void flush(struct up_link *l)
 
 /* ---- input ---- */
 
+/* n DATA bytes arrived for st: within its window, or the stream is reset (and gone). */
+static bool admit_data(struct up_link *l, struct up_lstream *st, size_t n)
+{
+    if (up_mux_flow_on_data(&st->flow, n) < 0) {
+        uint32_t sid = st->sid;
+        detach(l, st);
+        tx_rst(l, sid, UP_MUX_C_FLOW, "data beyond the granted window");
+        st->ops->on_close(st, UP_MUX_C_FLOW, "peer exceeded the flow-control window");
+        return false;
+    }
+    l->stats.bytes_in += n;
+    return true;
+}
+
 static void dispatch(struct up_link *l, const struct up_mux_ev *ev)
 {
     struct up_lstream *st = NULL;
@@ -392,13 +417,9 @@ static void dispatch(struct up_link *l, const struct up_mux_ev *ev)
             /* Late data for a stream we reset, or already finished: drop it. */
             return;
         }
-        if (up_mux_flow_on_data(&st->flow, ev->len) < 0) {
-            detach(l, st);
-            tx_rst(l, ev->sid, UP_MUX_C_FLOW, "data beyond the granted window");
-            st->ops->on_close(st, UP_MUX_C_FLOW, "peer exceeded the flow-control window");
+        if (!admit_data(l, st, ev->len)) {
             return;
         }
-        l->stats.bytes_in += ev->len;
         st->ops->on_data(st, ev->data, ev->len);
         return;
     case UP_MUX_EV_FIN:
@@ -590,14 +611,126 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
     }
 }
 
-/* Read and process up to MAX_READS_PER_WAKE buffers. inline_flush moves what each read
- * produced on to the next hops at once (not when called from the flusher itself). */
+/* ---- splice: DATA payloads that bypass user space ---- */
+
+/* Drop n bytes from the kernel pipe (their stream is gone). */
+static void kpipe_discard(struct up_link *l, size_t n)
+{
+    while (n && !l->dead) {
+        ssize_t k = read(l->kpipe[0], l->rx.base, n < l->rx.cap ? n : l->rx.cap);
+        if (k <= 0) {
+            fail(l, "splice pipe: %s", k < 0 ? strerror(errno) : "empty");
+            return;
+        }
+        n -= (size_t)k;
+    }
+}
+
+/* When the parsers stand inside a DATA payload whose stream can take it through a pipe, move
+ * the next slice socket -> pipe -> the owner without copying it. Returns 1 when bytes moved,
+ * 0 when this is not the place (the caller reads as usual), or UP_EAGAIN/UP_EOF/an error from
+ * the socket. */
+static int splice_step(struct up_link *l)
+{
+    if (!l->splice_on) {
+        return 0;
+    }
+    uint32_t sid = 0;
+    uint64_t wl = up_ws_parser_payload_left(&l->ws);
+    uint32_t ml = up_mux_parser_data_left(&l->mux, &sid);
+    if (wl == 0 || ml == 0 || (ml < UP_LINK_SPLICE_MIN && !l->splice_mode)) {
+        return 0;
+    }
+    struct up_lstream *st = find(l, sid);
+    if (!st || st->fin_rcvd || !st->ops->splice_ok || !st->ops->splice_ok(st)) {
+        l->splice_mode = false;
+        return 0;
+    }
+    if (l->kpipe[0] < 0 && up_kpipe_open(l->kpipe, UP_LINK_SPLICE_PIPE) < 0) {
+        l->splice_on = false;
+        return 0;
+    }
+    size_t want = ml < wl ? ml : (size_t)wl;
+    if (want > UP_LINK_SPLICE_PIPE) {
+        want = UP_LINK_SPLICE_PIPE;
+    }
+    size_t n = 0;
+    int rv = up_sock_splice_in(&l->sock, l->kpipe[1], want, &n);
+    if (rv == UP_EINVAL) {
+        UP_LOGD("link: splice unavailable here (%s); reading instead",
+                up_sock_strerror(&l->sock, UP_ESYS));
+        l->splice_on = l->splice_mode = false;
+        return 0;
+    }
+    if (rv != UP_OK) {
+        return rv;
+    }
+    l->splice_mode = true;
+    up_ws_parser_skip(&l->ws, n);
+    up_mux_parser_skip(&l->mux, (uint32_t)n);
+    if (admit_data(l, st, n)) {
+        l->stats.bytes_spliced += n;
+        kpipe_discard(l, st->ops->on_splice(st, l->kpipe[0], n));
+    } else {
+        kpipe_discard(l, n);
+    }
+    /* The frame may be complete: let the parsers report its FIN and END. */
+    if (!l->dead) {
+        feed_mux(l, l->rx.base, 0);
+    }
+    if (!l->dead) {
+        process(l, l->rx.base, 0);
+    }
+    return 1;
+}
+
+/* In splice mode, read only up to the end of the next headers, so the payload behind them
+ * stays in the socket for splice_step. 0: read as usual. */
+static size_t header_read_len(const struct up_link *l)
+{
+    if (!l->splice_mode) {
+        return 0;
+    }
+    size_t mux = UP_MUX_HDR - l->mux.hdr_len;
+    if (l->ws.state == UP_WS_ST_HDR && l->mux.state == UP_MUX_ST_HDR) {
+        /* The link's DATA frames carry 4-byte WebSocket headers (64 KiB quanta); a longer
+         * header costs one more short read, a shorter one reads a little payload. */
+        return (l->ws.hdr_len < 4 ? 4u - l->ws.hdr_len : 1u) + mux;
+    }
+    if (l->ws.state == UP_WS_ST_PAYLOAD && l->mux.state == UP_MUX_ST_HDR) {
+        uint64_t left = l->ws.frame_len - l->ws.frame_off;
+        return left < mux ? (size_t)left : mux;
+    }
+    return 0;
+}
+
+/* Read and process up to MAX_READS_PER_WAKE buffers' worth. inline_flush moves what each
+ * read produced on to the next hops at once (not when called from the flusher itself). */
 static void do_reads(struct up_link *l, bool inline_flush)
 {
     struct up_sock *s = &l->sock;
-    for (int i = 0; i < MAX_READS_PER_WAKE && !l->dead; i++) {
+    size_t budget = (size_t)MAX_READS_PER_WAKE * l->rx.cap;
+    for (int i = 0; i < 8 * MAX_READS_PER_WAKE && budget && !l->dead; i++) {
         size_t n = 0;
-        int rv = up_sock_read(s, l->rx.base, l->rx.cap, &n);
+        uint64_t spliced = l->stats.bytes_spliced;
+        int rv = splice_step(l);
+        if (rv == 1) {
+            spliced = l->stats.bytes_spliced - spliced;
+            budget -= budget < spliced ? budget : (size_t)spliced;
+            if (inline_flush) {
+                run_dirty(NULL);
+            }
+            continue;
+        }
+        if (rv == 0) {
+            size_t cap = header_read_len(l);
+            if (cap == 0) {
+                l->splice_mode = false;
+                cap = l->rx.cap;
+            }
+            rv = up_sock_read(s, l->rx.base, cap, &n);
+            budget -= budget < n ? budget : n;
+        }
         if (rv == UP_EAGAIN) {
             return;
         }
@@ -678,6 +811,7 @@ static void on_timer(uv_timer_t *t)
 static void link_release(struct up_link *l)
 {
     if (--l->open_handles == 0) {
+        up_kpipe_close(l->kpipe);
         up_buf_fini(&l->rx);
         up_buf_fini(&l->tx);
         up_free(l->table);
@@ -818,6 +952,8 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
     }
     l->loop = loop;
     l->client = client;
+    l->kpipe[0] = l->kpipe[1] = -1;
+    l->splice_on = client && !ssl && cfg->splice;
     l->cfg = *cfg;
     l->ops = ops;
     l->ud = ud;

@@ -31,6 +31,7 @@ struct up_link_cfg {
     uint64_t ping_interval_ms; /* keep-alive period, 0 = off */
     uint32_t ping_misses;      /* link is dead after this many unanswered pings */
     size_t tx_high;            /* stop pulling stream data above this many queued bytes */
+    bool splice;               /* client role, plain TCP: DATA may bypass user space */
 };
 
 /* Defaults (src/base/limits.h style: value and why). */
@@ -45,6 +46,10 @@ struct up_link_cfg {
 #define UP_LINK_TX_HIGH (512u * 1024u)
 #define UP_LINK_SNDBUF (4 << 20) /* link socket send buffer (the kernel doubles it) */
 #define UP_LINK_MIN_RTT_US 500u  /* RTT floor for window auto-tuning */
+/* splice(2) on the receive path: a DATA payload with at least this much still to come is
+ * moved socket -> kernel pipe -> the owner's socket; shorter ones are read as usual. */
+#define UP_LINK_SPLICE_MIN 4096u
+#define UP_LINK_SPLICE_PIPE (256u * 1024u) /* kernel pipe size asked for (one per link) */
 
 void up_link_cfg_defaults(struct up_link_cfg *cfg);
 
@@ -64,6 +69,15 @@ struct up_lstream_ops {
      * direction is finished (after these bytes). Returning 0 without fin means "nothing now":
      * the owner calls up_link_ready() when it has more. */
     size_t (*pull)(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin);
+    /* Optional, both or neither (plain-TCP links in the client role only, where the peer's
+     * frames are unmasked): whether the owner can take DATA through a kernel pipe now, i.e.
+     * it writes to a plain socket and has nothing of this stream queued; and, after it said
+     * yes, n DATA bytes waiting in pipe fd. The owner takes them all (spliced to its socket,
+     * the rest read into its buffer), calls up_link_consumed() for what reached the next hop
+     * as for on_data, and returns how many it left in the pipe (only when it failed; the
+     * link discards them). */
+    bool (*splice_ok)(struct up_lstream *st);
+    size_t (*on_splice)(struct up_lstream *st, int fd, size_t n);
 };
 
 struct up_lstream {
@@ -96,6 +110,7 @@ struct up_link_ops {
 
 struct up_link_stats {
     uint64_t bytes_in, bytes_out;
+    uint64_t bytes_spliced; /* of bytes_in: DATA moved by splice, never copied to user space */
     uint64_t frames_in, frames_out;
     uint64_t streams_opened, streams_refused, streams_reset;
     uint64_t protocol_errors;

@@ -67,6 +67,10 @@ static void finish(struct up_pipe *p, uint32_t code, const char *reason, bool ha
         return;
     }
     p->freeing = true;
+    if (p->spliced) {
+        UP_LOGD("stream %u: %llu bytes to the local side by splice", p->st.sid,
+                (unsigned long long)p->spliced);
+    }
     if (!p->done) {
         p->done = true;
         p->on_done(p, code, reason);
@@ -357,7 +361,66 @@ static size_t st_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin
     return 0;
 }
 
+/* Splice (link.h): only into a plain socket, in order (nothing queued ahead). */
+static bool st_splice_ok(struct up_lstream *st)
+{
+    struct up_pipe *p = st->ud;
+    return p->started && !p->freeing && !p->no_splice && p->wsk && p->wsk == p->rs &&
+           !p->wsk->ssl && !p->wr_shut && up_buf_len(&p->out) == 0;
+}
+
+static size_t st_splice(struct up_lstream *st, int fd, size_t n)
+{
+    struct up_pipe *p = st->ud;
+    p->data_seen = true;
+    size_t moved = 0;
+    while (moved < n) {
+        size_t k = 0;
+        int rv = up_sock_splice_out(p->wsk, fd, n - moved, &k);
+        if (rv == UP_EAGAIN) {
+            break;
+        }
+        if (rv == UP_EINVAL) {
+            p->no_splice = true; /* this socket cannot take spliced bytes: copy from now on */
+            break;
+        }
+        if (rv < 0) {
+            char why[160];
+            snprintf(why, sizeof why, "local write failed: %s", up_sock_strerror(p->wsk, rv));
+            up_pipe_abort(p, UP_MUX_C_BACKEND_RESET, why);
+            return n - moved;
+        }
+        moved += k;
+    }
+    p->spliced += moved;
+    if (moved) {
+        up_link_consumed(st, moved);
+    }
+    /* The socket is full: the rest waits in our buffer like any other stream data. */
+    size_t rest = n - moved;
+    if (rest == 0) {
+        return 0;
+    }
+    if (up_buf_reserve(&p->out, rest, p->out_max + p->out_preface) < 0) {
+        up_pipe_abort(p, UP_MUX_C_INTERNAL, "out of memory buffering stream data");
+        return rest;
+    }
+    while (rest) {
+        ssize_t k = read(fd, up_buf_wptr(&p->out), rest);
+        if (k <= 0) {
+            up_pipe_abort(p, UP_MUX_C_INTERNAL, "lost spliced stream data");
+            return rest;
+        }
+        up_buf_commit(&p->out, (size_t)k);
+        rest -= (size_t)k;
+    }
+    arm(p);
+    return 0;
+}
+
 const struct up_lstream_ops up_pipe_stream_ops = {
+    .splice_ok = st_splice_ok,
+    .on_splice = st_splice,
     .on_accept = st_accept,
     .on_data = st_data,
     .on_fin = st_fin,

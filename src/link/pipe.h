@@ -37,6 +37,8 @@ struct up_pipe {
     bool data_seen;     /* stream bytes arrived: too late for a preface */
     bool done;          /* on_done delivered */
     bool freeing;
+    bool no_splice;   /* the local socket refused spliced bytes once */
+    uint64_t spliced; /* link → local bytes moved by splice (never in user space) */
     /* Set by the owner before opening: when the peer refuses the stream before accepting it
      * (nothing moved either way), give the local socket back instead of closing it. The fd
      * is then in returned_fd when on_done runs, and belongs to the owner. */

@@ -197,6 +197,46 @@ int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
     return UP_ESYS;
 }
 
+int up_sock_splice_in(struct up_sock *s, int pipe_w, size_t len, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        return UP_EINVAL;
+    }
+    ssize_t r = splice(s->fd, NULL, pipe_w, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (r > 0) {
+        *n = (size_t)r;
+        return UP_OK;
+    }
+    if (r == 0) {
+        s->eof = true;
+        return UP_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return UP_EAGAIN;
+    }
+    s->last_errno = errno;
+    return errno == EINVAL || errno == ENOSYS ? UP_EINVAL : UP_ESYS;
+}
+
+int up_sock_splice_out(struct up_sock *s, int pipe_r, size_t len, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        return UP_EINVAL;
+    }
+    ssize_t r = splice(pipe_r, NULL, s->fd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (r > 0) {
+        *n = (size_t)r;
+        return UP_OK;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return UP_EAGAIN;
+    }
+    s->last_errno = r < 0 ? errno : EPIPE;
+    return r < 0 && (errno == EINVAL || errno == ENOSYS) ? UP_EINVAL : UP_ESYS;
+}
+
 int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n)
 {
     *n = 0;
@@ -425,4 +465,25 @@ void up_tcp_tune(int fd)
 {
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+int up_kpipe_open(int fds[2], size_t size)
+{
+    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+        fds[0] = fds[1] = -1;
+        return UP_ESYS;
+    }
+    /* Best effort: an unprivileged process gets at most /proc/sys/fs/pipe-max-size. */
+    (void)fcntl(fds[1], F_SETPIPE_SZ, (int)size);
+    return UP_OK;
+}
+
+void up_kpipe_close(int fds[2])
+{
+    for (int i = 0; i < 2; i++) {
+        if (fds[i] >= 0) {
+            close(fds[i]);
+            fds[i] = -1;
+        }
+    }
 }

@@ -53,6 +53,14 @@ UP_NODISCARD int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, 
 /* Gathered write for plain sockets (UP_EINVAL on TLS). Returns UP_OK with *n > 0, UP_EAGAIN or
  * UP_ESYS. */
 UP_NODISCARD int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *n);
+/* splice(2): bytes move between a plain socket and a kernel pipe without passing through
+ * user space. In: up to len bytes from s into the pipe's write end; UP_OK with *n > 0,
+ * UP_EAGAIN, UP_EOF, UP_ESYS, or UP_EINVAL for TLS or when this kernel cannot splice the fd
+ * (the caller falls back to reading). Out: up to len bytes from the pipe's read end into s;
+ * UP_OK with *n > 0, UP_EAGAIN, UP_ESYS, or UP_EINVAL as for in (the bytes stay in the
+ * pipe). */
+UP_NODISCARD int up_sock_splice_in(struct up_sock *s, int pipe_w, size_t len, size_t *n);
+UP_NODISCARD int up_sock_splice_out(struct up_sock *s, int pipe_r, size_t len, size_t *n);
 /* Whether decrypted bytes are waiting inside TLS (poll will not report them). */
 bool up_sock_has_pending(const struct up_sock *s);
 /* Shut down the write side (TLS close_notify then TCP FIN). */
@@ -69,6 +77,11 @@ void up_sock_update(struct up_sock *s);
 void up_sock_abort(struct up_sock *s, up_sock_close_fn cb);
 /* Human-readable description of the last error on s (errno or TLS reason). */
 const char *up_sock_strerror(const struct up_sock *s, int err);
+
+/* A non-blocking, close-on-exec kernel pipe for splice, sized to hold size bytes when the
+ * system allows (best effort). Returns UP_OK or UP_ESYS. */
+UP_NODISCARD int up_kpipe_open(int fds[2], size_t size);
+void up_kpipe_close(int fds[2]);
 
 /* Socket helpers. */
 /* Create a non-blocking TCP socket, start connecting to sa. Returns the fd or UP_ESYS (errno in

@@ -37,6 +37,22 @@ void up_mux_parser_init(struct up_mux_parser *p, const struct up_mux_cfg *cfg)
     p->state = UP_MUX_ST_HDR;
 }
 
+uint32_t up_mux_parser_data_left(const struct up_mux_parser *p, uint32_t *sid)
+{
+    *sid = p->sid;
+    return p->state == UP_MUX_ST_DATA ? p->len - p->off : 0;
+}
+
+void up_mux_parser_skip(struct up_mux_parser *p, uint32_t n)
+{
+    uint32_t sid;
+    uint32_t left = up_mux_parser_data_left(p, &sid);
+    p->off += n < left ? n : left;
+    if (p->state == UP_MUX_ST_DATA && p->off == p->len && !(p->flags & UP_MUX_FLAG_FIN)) {
+        p->state = UP_MUX_ST_HDR;
+    }
+}
+
 static int fail(struct up_mux_parser *p, int err, const char *reason)
 {
     p->state = UP_MUX_ST_ERROR;

@@ -122,6 +122,15 @@ UP_NODISCARD int up_mux_parse(struct up_mux_parser *p, const uint8_t *in, size_t
 
 /* Frame encoders. Each writes one whole frame into dst (cap bytes) and returns its size, or
  * UP_ELIMIT if cap is too small / UP_EINVAL for a bad argument. */
+/* Out-of-band payload (splice): the bytes of the current DATA frame's payload still to come
+ * (0 outside a DATA payload), and its stream in *sid. */
+uint32_t up_mux_parser_data_left(const struct up_mux_parser *p, uint32_t *sid);
+
+/* The caller moved n (<= up_mux_parser_data_left) payload bytes past the parser: account for
+ * them as delivered. A FIN on the frame is reported by the next up_mux_parse call (input may
+ * be empty). */
+void up_mux_parser_skip(struct up_mux_parser *p, uint32_t n);
+
 void up_mux_encode_hdr(uint8_t dst[UP_MUX_HDR], uint32_t len, uint8_t type, uint8_t flags,
                        uint32_t sid);
 UP_NODISCARD int up_mux_encode_open(uint8_t *dst, size_t cap, uint32_t sid, uint32_t window,

@@ -282,6 +282,24 @@ static size_t take(size_t avail, uint64_t left)
     return left < avail ? (size_t)left : avail;
 }
 
+uint64_t up_ws_parser_payload_left(const struct up_ws_parser *p)
+{
+    if (p->state != UP_WS_ST_PAYLOAD || p->masked || p->msg_compressed ||
+        p->msg_opcode != UP_WS_OP_BINARY) {
+        return 0;
+    }
+    return p->frame_len - p->frame_off;
+}
+
+void up_ws_parser_skip(struct up_ws_parser *p, uint64_t n)
+{
+    uint64_t left = up_ws_parser_payload_left(p);
+    p->frame_off += n < left ? n : left;
+    if (p->state == UP_WS_ST_PAYLOAD && p->frame_off == p->frame_len) {
+        p->state = UP_WS_ST_END;
+    }
+}
+
 int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used, struct up_ws_ev *ev)
 {
     size_t off = 0;

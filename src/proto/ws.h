@@ -121,6 +121,16 @@ void up_ws_parser_init(struct up_ws_parser *p, const struct up_ws_cfg *cfg);
 UP_NODISCARD int up_ws_parse(struct up_ws_parser *p, uint8_t *in, size_t len, size_t *used,
                              struct up_ws_ev *ev);
 
+/* Out-of-band payload (splice): how many bytes of the current data frame's payload are still
+ * to come when they may bypass the parser, i.e. the frame is unmasked, uncompressed and part
+ * of a BINARY message; 0 otherwise (also between frames). */
+uint64_t up_ws_parser_payload_left(const struct up_ws_parser *p);
+
+/* The caller moved n (<= up_ws_parser_payload_left) payload bytes past the parser itself:
+ * account for them as if they had been parsed and delivered. When the frame is complete, the
+ * next up_ws_parse call (input may be empty) reports its END. */
+void up_ws_parser_skip(struct up_ws_parser *p, uint64_t n);
+
 /* Size of a frame header for a payload of len bytes, masked or not. */
 size_t up_ws_header_size(uint64_t len, bool masked);
 

@@ -559,6 +559,51 @@ static void test_mux_large_data_every_split(void **state)
     expect_trace(true, 0, in, n, want);
 }
 
+static void test_mux_skip_data_out_of_band(void **state)
+{
+    (void)state;
+    /* splice: DATA payload moved past the parser counts as delivered; what follows parses as
+     * usual, and a FIN on the skipped frame comes on the next call. */
+    uint8_t in[1200], pl[700];
+    fill_pattern(pl, sizeof pl);
+    size_t n = frm(in, 700, UP_MUX_DATA, 0, 2, pl, 700);
+    size_t credit = n;
+    n += hex("000004 03 00 00000001 00000100", in + n, sizeof in - n);
+    size_t second = n;
+    n += frm(in + n, 300, UP_MUX_DATA, UP_MUX_FLAG_FIN, 2, pl, 300);
+    struct up_mux_parser p;
+    struct up_mux_ev ev;
+    size_t used;
+    uint32_t sid = 99;
+    assert_int_equal(parse_once(true, 0, in, UP_MUX_HDR + 100, &p, &ev, &used), UP_OK);
+    assert_int_equal(ev.kind, UP_MUX_EV_DATA);
+    assert_int_equal(ev.len, 100);
+    assert_int_equal(up_mux_parser_data_left(&p, &sid), 600);
+    assert_int_equal(sid, 2);
+    up_mux_parser_skip(&p, 600);
+    assert_int_equal(up_mux_parser_data_left(&p, &sid), 0);
+    assert_int_equal(up_mux_parse(&p, in + credit, second - credit, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_MUX_EV_CREDIT);
+    assert_int_equal(ev.sid, 1);
+    assert_int_equal(ev.window, 256);
+    assert_int_equal(up_mux_parser_data_left(&p, &sid), 0); /* not inside a DATA payload */
+    assert_int_equal(up_mux_parse(&p, in + second, UP_MUX_HDR, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_MUX_EV_NONE);
+    assert_int_equal(up_mux_parser_data_left(&p, &sid), 300);
+    up_mux_parser_skip(&p, 1000); /* clamped */
+    assert_int_equal(up_mux_parser_data_left(&p, &sid), 0);
+    assert_int_equal(up_mux_parse(&p, in, 0, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_MUX_EV_FIN);
+    assert_int_equal(ev.sid, 2);
+    assert_int_equal(up_mux_parse(&p, in, 0, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_MUX_EV_NONE);
+    /* Outside DATA, skip changes nothing: a control payload still parses. */
+    assert_int_equal(parse_once(true, 0, in + credit, UP_MUX_HDR, &p, &ev, &used), UP_OK);
+    up_mux_parser_skip(&p, 4);
+    assert_int_equal(up_mux_parse(&p, in + credit + UP_MUX_HDR, 4, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_MUX_EV_CREDIT);
+}
+
 static void test_mux_partial_frame_pending(void **state)
 {
     (void)state;
@@ -1255,6 +1300,7 @@ int main(void)
         cmocka_unit_test(test_mux_corrupt_state_fails_closed),
         cmocka_unit_test(test_mux_sequence_every_split),
         cmocka_unit_test(test_mux_large_data_every_split),
+        cmocka_unit_test(test_mux_skip_data_out_of_band),
         cmocka_unit_test(test_mux_partial_frame_pending),
         cmocka_unit_test(test_mux_fin_flag),
         cmocka_unit_test(test_mux_unknown_types_skipped),

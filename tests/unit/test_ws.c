@@ -412,6 +412,73 @@ static void test_ws_end_pending_after_last_byte(void **state)
     assert_int_equal(p.state, UP_WS_ST_HDR);
 }
 
+static void test_ws_skip_payload_out_of_band(void **state)
+{
+    (void)state;
+    /* splice: the caller moves payload past the parser; the parser counts it as delivered and
+     * reports the frame's END, then parses the next frame as usual. */
+    struct up_ws_cfg cfg = cfg_of(UP_WS_CLIENT);
+    struct up_ws_parser p;
+    struct up_ws_ev ev;
+    size_t used;
+    uint8_t in[] = {0x82, 0x7e, 0x01, 0x00, 0xaa, 0xbb, 0x82, 0x02, 0xcc, 0xdd};
+    up_ws_parser_init(&p, &cfg);
+    assert_int_equal(up_ws_parser_payload_left(&p), 0);
+    assert_int_equal(up_ws_parse(&p, in, 6, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_BEGIN);
+    assert_int_equal(ev.frame_len, 256);
+    assert_int_equal(up_ws_parser_payload_left(&p), 256);
+    assert_int_equal(up_ws_parse(&p, in + used, 6 - used, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_DATA);
+    assert_int_equal(ev.len, 2);
+    assert_int_equal(up_ws_parser_payload_left(&p), 254);
+    up_ws_parser_skip(&p, 200);
+    assert_int_equal(up_ws_parser_payload_left(&p), 54);
+    assert_int_equal(up_ws_parse(&p, in, 0, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_NONE);
+    up_ws_parser_skip(&p, 1000); /* clamped to what is left */
+    assert_int_equal(up_ws_parser_payload_left(&p), 0);
+    assert_int_equal(up_ws_parse(&p, in, 0, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_END);
+    assert_true(ev.fin);
+    assert_int_equal(up_ws_parse(&p, in + 6, 4, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_BEGIN);
+    assert_int_equal(ev.frame_len, 2);
+    assert_int_equal(up_ws_parse(&p, in + 6 + used, 4 - used, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_DATA);
+    assert_memory_equal(ev.data, "\xcc\xdd", 2);
+
+    /* Never offered: masked frames (the bytes need unmasking), text (UTF-8 checks), control
+     * frames, compressed messages. */
+    struct up_ws_cfg srv = cfg_of(UP_WS_SERVER);
+    uint8_t masked[] = {0x82, 0x82, 1, 2, 3, 4, 0, 0};
+    up_ws_parser_init(&p, &srv);
+    assert_int_equal(up_ws_parse(&p, masked, sizeof masked, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_BEGIN);
+    assert_int_equal(up_ws_parser_payload_left(&p), 0);
+    uint8_t text[] = {0x81, 0x02, 'h', 'i'};
+    up_ws_parser_init(&p, &cfg);
+    assert_int_equal(up_ws_parse(&p, text, sizeof text, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_BEGIN);
+    assert_int_equal(up_ws_parser_payload_left(&p), 0);
+    up_ws_parser_skip(&p, 2); /* a no-op where nothing may be skipped */
+    assert_int_equal(up_ws_parse(&p, text + used, sizeof text - used, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_DATA);
+    assert_int_equal(ev.len, 2);
+    uint8_t ping[] = {0x89, 0x02, 'h', 'i'};
+    up_ws_parser_init(&p, &cfg);
+    assert_int_equal(up_ws_parse(&p, ping, 2, &used, &ev), UP_OK);
+    assert_int_equal(up_ws_parser_payload_left(&p), 0);
+    struct up_ws_cfg pmd = cfg_of(UP_WS_CLIENT);
+    pmd.permessage_deflate = true;
+    uint8_t z[] = {0xc2, 0x02, 0x00, 0x00};
+    up_ws_parser_init(&p, &pmd);
+    assert_int_equal(up_ws_parse(&p, z, sizeof z, &used, &ev), UP_OK);
+    assert_int_equal(ev.kind, UP_WS_EV_BEGIN);
+    assert_true(ev.compressed);
+    assert_int_equal(up_ws_parser_payload_left(&p), 0);
+}
+
 static void test_ws_payload_unmasked_in_place(void **state)
 {
     (void)state;
@@ -1549,6 +1616,7 @@ int main(void)
         cmocka_unit_test(test_ws_rsv1_permessage_deflate),
         cmocka_unit_test(test_ws_rsv1_errors),
         cmocka_unit_test(test_ws_write_frame_rsv),
+        cmocka_unit_test(test_ws_skip_payload_out_of_band),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

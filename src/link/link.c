@@ -357,12 +357,51 @@ static void schedule(struct up_link *l)
     }
 }
 
+static size_t send_direct(struct up_link *l, struct up_lstream *st, const uint8_t *p, size_t n);
+
+/* Server role, plain TCP, nothing queued in tx: write ready streams' bytes from their owners'
+ * buffers (peek/skip) with writev instead of copying them into tx first. Round robin as in
+ * schedule(), a quantum per stream when several wait; a FIN, a stream without peek or
+ * credit, or a full socket end it and schedule() takes over. */
+static void flush_direct(struct up_link *l)
+{
+    size_t chunk = UP_LINK_CHUNK < l->cfg.max_frame ? UP_LINK_CHUNK : l->cfg.max_frame;
+    for (int turn = 0; turn < 64 && l->ready_head && !l->dead && up_buf_len(&l->tx) == 0; turn++) {
+        struct up_lstream *st = l->ready_head;
+        if (!st->ops->peek || !st->accepted || st->fin_sent || st->flow.send_avail <= 0) {
+            return;
+        }
+        size_t n = 0;
+        const uint8_t *p = st->ops->peek(st, &n);
+        if (n == 0) {
+            return;
+        }
+        if (st != l->ready_tail && n > chunk) {
+            n = chunk; /* others wait: one quantum */
+        }
+        size_t taken = send_direct(l, st, p, n);
+        if (taken) {
+            st->ops->skip(st, taken);
+        }
+        if (l->dead || taken < n || up_buf_len(&l->tx) > 0) {
+            return;
+        }
+        if (st->link == l && st->in_ready) {
+            ready_remove(l, st);
+            ready_push(l, st);
+        }
+    }
+}
+
 static void flush(struct up_link *l)
 {
     if (l->nstreams == 0 && l->kpipe[0] >= 0) {
         up_kpipe_close(l->kpipe); /* an idle link holds no descriptors beyond its socket */
     }
     for (int round = 0; round < 16 && !l->dead; round++) {
+        if (!l->client && !l->sock.ssl) {
+            flush_direct(l);
+        }
         schedule(l);
         if (up_buf_len(&l->tx) == 0) {
             break;

@@ -78,6 +78,12 @@ struct up_lstream_ops {
      * link discards them). */
     bool (*splice_ok)(struct up_lstream *st);
     size_t (*on_splice)(struct up_lstream *st, int fd, size_t n);
+    /* Optional, both or neither (the relay's bridges): what pull() would copy, in place. peek
+     * returns the owner's queued bytes (*n of them; valid until the next call into the owner)
+     * and skip(n) drops the first n once they went out, returning credit as pull() would.
+     * Lets a plain link in the server role writev them instead of copying them first. */
+    const uint8_t *(*peek)(struct up_lstream *st, size_t *n);
+    void (*skip)(struct up_lstream *st, size_t n);
 };
 
 struct up_lstream {

@@ -188,6 +188,46 @@ static size_t drain_pending(struct bridge *br, struct up_lstream *src, struct up
     return n;
 }
 
+/* peek/skip (link.h): the pending bytes, written by the link straight from here. */
+static const uint8_t *peek_pending(struct up_buf *pending, size_t *n)
+{
+    *n = up_buf_len(pending);
+    return *n ? up_buf_rptr(pending) : NULL;
+}
+
+static void skip_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
+                         size_t n)
+{
+    up_buf_skip(pending, n);
+    br->relay->n.bytes_relayed += n;
+    up_link_consumed(src, n);
+    up_buf_release_if_empty(pending);
+}
+
+static const uint8_t *a_peek(struct up_lstream *st, size_t *n)
+{
+    struct bridge *br = st->ud;
+    return peek_pending(&br->ba, n);
+}
+
+static const uint8_t *b_peek(struct up_lstream *st, size_t *n)
+{
+    struct bridge *br = st->ud;
+    return peek_pending(&br->ab, n);
+}
+
+static void a_skip(struct up_lstream *st, size_t n)
+{
+    struct bridge *br = st->ud;
+    skip_pending(br, &br->b, &br->ba, n);
+}
+
+static void b_skip(struct up_lstream *st, size_t n)
+{
+    struct bridge *br = st->ud;
+    skip_pending(br, &br->a, &br->ab, n);
+}
+
 static void a_data(struct up_lstream *st, const uint8_t *p, size_t n)
 {
     struct bridge *br = st->ud;
@@ -296,6 +336,8 @@ static const struct up_lstream_ops a_ops = {
     .on_fin = a_fin,
     .on_close = a_close,
     .pull = a_pull,
+    .peek = a_peek,
+    .skip = a_skip,
 };
 
 static const struct up_lstream_ops b_ops = {
@@ -304,6 +346,8 @@ static const struct up_lstream_ops b_ops = {
     .on_fin = b_fin,
     .on_close = b_close,
     .pull = b_pull,
+    .peek = b_peek,
+    .skip = b_skip,
 };
 
 /* ---- links ---- */

@@ -150,6 +150,24 @@ static int tls_result(struct up_sock *s, int ret, bool reading)
     return rv;
 }
 
+/* The result of read(2) or splice(2) from a plain socket: r bytes, EOF, or errno. */
+static int read_result(struct up_sock *s, ssize_t r, size_t *n)
+{
+    if (r > 0) {
+        *n = (size_t)r;
+        return UP_OK;
+    }
+    if (r == 0) {
+        s->eof = true;
+        return UP_EOF;
+    }
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        return UP_EAGAIN;
+    }
+    s->last_errno = errno;
+    return UP_ESYS;
+}
+
 int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
 {
     *n = 0;
@@ -181,20 +199,7 @@ int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
         *n = total;
         return UP_OK;
     }
-    ssize_t r = read(s->fd, p, cap);
-    if (r > 0) {
-        *n = (size_t)r;
-        return UP_OK;
-    }
-    if (r == 0) {
-        s->eof = true;
-        return UP_EOF;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-        return UP_EAGAIN;
-    }
-    s->last_errno = errno;
-    return UP_ESYS;
+    return read_result(s, read(s->fd, p, cap), n);
 }
 
 int up_sock_splice_in(struct up_sock *s, int pipe_w, size_t len, size_t *n)
@@ -203,20 +208,12 @@ int up_sock_splice_in(struct up_sock *s, int pipe_w, size_t len, size_t *n)
     if (s->ssl) {
         return UP_EINVAL;
     }
-    ssize_t r = splice(s->fd, NULL, pipe_w, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
-    if (r > 0) {
-        *n = (size_t)r;
-        return UP_OK;
+    int rv = read_result(
+        s, splice(s->fd, NULL, pipe_w, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK), n);
+    if (rv == UP_ESYS && (s->last_errno == EINVAL || s->last_errno == ENOSYS)) {
+        return UP_EINVAL;
     }
-    if (r == 0) {
-        s->eof = true;
-        return UP_EOF;
-    }
-    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
-        return UP_EAGAIN;
-    }
-    s->last_errno = errno;
-    return errno == EINVAL || errno == ENOSYS ? UP_EINVAL : UP_ESYS;
+    return rv;
 }
 
 int up_sock_splice_out(struct up_sock *s, int pipe_r, size_t len, size_t *n)

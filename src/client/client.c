@@ -19,7 +19,7 @@ struct up_client {
     struct up_uplink *up;
     struct up_link *link; /* borrowed from the uplink: the active link, NULL while down or
                              while a replacement for a draining link is dialed */
-    struct up_sock lsock;
+    struct up_listener lsock;
     bool listening;
     bool stopping;
     bool stdio_started;
@@ -164,34 +164,20 @@ static void hold(struct up_client *c, int fd, const char *peer)
     UP_LOGI("connection from %s waits for the relay link", peer);
 }
 
-static void on_accept(struct up_sock *ls, bool readable, bool writable)
+static void on_accept(void *ud, int fd, const struct sockaddr_storage *peer)
 {
-    struct up_client *c = ls->ud;
-    (void)readable;
-    (void)writable;
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen;
-        int fd = up_tcp_accept(ls->fd, &peer, &plen);
-        if (fd == UP_EAGAIN) {
-            return;
-        }
-        if (fd < 0) {
-            UP_LOGW("accept failed: %s", strerror(errno));
-            return;
-        }
-        char pa[80];
-        up_addr_format((struct sockaddr *)&peer, pa, sizeof pa);
-        int rv = c->link ? open_stream(c, fd, fd, pa, uv_now(c->loop), false) : UP_ESTATE;
-        if (rv == UP_ESTATE) {
-            /* No link, or it is going away and its replacement is not up yet. */
-            hold(c, fd, pa);
-            continue;
-        }
-        if (rv < 0 && rv != UP_ESYS) {
-            UP_LOGW("cannot open a stream for %s: %s", pa, up_strerror(rv));
-            close(fd);
-        }
+    struct up_client *c = ud;
+    char pa[80];
+    up_addr_format((const struct sockaddr *)peer, pa, sizeof pa);
+    int rv = c->link ? open_stream(c, fd, fd, pa, uv_now(c->loop), false) : UP_ESTATE;
+    if (rv == UP_ESTATE) {
+        /* No link, or it is going away and its replacement is not up yet. */
+        hold(c, fd, pa);
+        return;
+    }
+    if (rv < 0 && rv != UP_ESYS) {
+        UP_LOGW("cannot open a stream for %s: %s", pa, up_strerror(rv));
+        close(fd);
     }
 }
 
@@ -337,13 +323,12 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
         if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
             up_addr_format((struct sockaddr *)&bound, c->addr, sizeof c->addr);
         }
-        if (up_sock_init(&c->lsock, loop, fd, on_accept, c) < 0) {
+        if (up_listener_start(&c->lsock, loop, fd, on_accept, c) < 0) {
             snprintf(err, cap, "cannot watch the listening socket");
             up_free(c);
             return NULL;
         }
         c->listening = true;
-        up_sock_want(&c->lsock, true, false);
         uv_timer_init(loop, &c->held_timer);
         c->held_timer.data = c;
         c->held_timer_init = true;
@@ -354,7 +339,7 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
     if (!c->up) {
         snprintf(err, cap, "out of memory");
         if (c->listening) {
-            up_sock_close(&c->lsock, NULL);
+            up_listener_close(&c->lsock);
         }
         return NULL;
     }
@@ -378,7 +363,7 @@ void up_client_stop(struct up_client *c)
     }
     c->stopping = true;
     if (c->listening) {
-        up_sock_close(&c->lsock, NULL);
+        up_listener_close(&c->lsock);
         c->listening = false;
     }
     if (c->held_timer_init) {

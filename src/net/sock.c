@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "base/log.h"
+
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
     struct up_sock *s = h->data;
@@ -456,6 +458,76 @@ int up_tcp_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen)
         return UP_EAGAIN;
     }
     return UP_ESYS;
+}
+
+static void listener_accept(struct up_sock *ls, bool readable, bool writable);
+
+static void listener_resume(uv_timer_t *t)
+{
+    struct up_listener *L = t->data;
+    if (L->open) {
+        up_sock_want(&L->sock, true, false);
+        listener_accept(&L->sock, true, false); /* the backlog is not re-announced by epoll */
+    }
+}
+
+static void listener_accept(struct up_sock *ls, bool readable, bool writable)
+{
+    struct up_listener *L = ls->ud;
+    (void)readable;
+    (void)writable;
+    for (int i = 0; i < UP_ACCEPT_BATCH && L->open; i++) {
+        struct sockaddr_storage peer;
+        socklen_t plen;
+        int fd = up_tcp_accept(ls->fd, &peer, &plen);
+        if (fd == UP_EAGAIN) {
+            return;
+        }
+        if (fd >= 0) {
+            L->fn(L->ud, fd, &peer);
+            continue;
+        }
+        /* Level-triggered epoll would report the same queued connection at once again. */
+        int e = errno;
+        L->failures++;
+        uint64_t now = uv_now(ls->poll.loop);
+        if (!L->logged || now - L->log_ms >= UP_ACCEPT_LOG_MS) {
+            UP_LOGW("accept failed: %s; pausing accepts for %u ms at a time, new connections "
+                    "wait in the backlog (%llu failed accepts in all)",
+                    strerror(e), UP_ACCEPT_PAUSE_MS, (unsigned long long)L->failures);
+            L->logged = true;
+            L->log_ms = now;
+        }
+        up_sock_want(ls, false, false);
+        uv_timer_start(&L->pause, listener_resume, UP_ACCEPT_PAUSE_MS, 0);
+        return;
+    }
+}
+
+int up_listener_start(struct up_listener *L, uv_loop_t *loop, int fd, up_accept_fn fn, void *ud)
+{
+    memset(L, 0, sizeof *L);
+    L->fn = fn;
+    L->ud = ud;
+    if (up_sock_init(&L->sock, loop, fd, listener_accept, L) < 0) {
+        return UP_ESYS;
+    }
+    uv_timer_init(loop, &L->pause);
+    L->pause.data = L;
+    L->open = true;
+    up_sock_want(&L->sock, true, false);
+    return UP_OK;
+}
+
+void up_listener_close(struct up_listener *L)
+{
+    if (!L->open) {
+        return;
+    }
+    L->open = false;
+    uv_timer_stop(&L->pause);
+    uv_close((uv_handle_t *)&L->pause, NULL);
+    up_sock_close(&L->sock, NULL);
 }
 
 void up_tcp_tune(int fd)

@@ -78,6 +78,34 @@ void up_sock_abort(struct up_sock *s, up_sock_close_fn cb);
 /* Human-readable description of the last error on s (errno or TLS reason). */
 const char *up_sock_strerror(const struct up_sock *s, int err);
 
+/* A listening socket that accepts in batches and never spins. When accept fails for want of
+ * descriptors or memory (EMFILE, ENFILE, ENOBUFS, ENOMEM, or anything else but EAGAIN) the
+ * listener stops watching its fd for UP_ACCEPT_PAUSE_MS: new connections wait in the kernel's
+ * backlog instead of waking the loop for nothing, and the warning is logged at most once per
+ * UP_ACCEPT_LOG_MS with how many accepts failed. fn owns each accepted fd (non-blocking,
+ * close-on-exec, TCP_NODELAY). */
+#define UP_ACCEPT_BATCH 64      /* accepts per wake-up: others' events are not starved */
+#define UP_ACCEPT_PAUSE_MS 100u /* nginx waits 500 ms; 100 keeps the backlog short */
+#define UP_ACCEPT_LOG_MS 10000u
+typedef void (*up_accept_fn)(void *ud, int fd, const struct sockaddr_storage *peer);
+struct up_listener {
+    struct up_sock sock;
+    uv_timer_t pause;
+    up_accept_fn fn;
+    void *ud;
+    uint64_t failures; /* accept calls that failed (EAGAIN aside), for the log and tests */
+    uint64_t log_ms;   /* loop time of the last warning */
+    bool logged;
+    bool open;
+};
+/* Watch the listening fd (ownership passes, closed on failure) and call fn for each accepted
+ * connection. Returns UP_OK or UP_ESYS. */
+UP_NODISCARD int up_listener_start(struct up_listener *L, uv_loop_t *loop, int fd, up_accept_fn fn,
+                                   void *ud);
+/* Stop accepting and close the fd; idempotent. The memory holding L must outlive this loop
+ * iteration (libuv closes the handles from the loop). */
+void up_listener_close(struct up_listener *L);
+
 /* A non-blocking, close-on-exec kernel pipe for splice, sized to hold size bytes when the
  * system allows (best effort). Returns UP_OK or UP_ESYS. */
 UP_NODISCARD int up_kpipe_open(int fds[2], size_t size);

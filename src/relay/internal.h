@@ -177,7 +177,7 @@ struct hconn {
 struct up_relay {
     uv_loop_t *loop;
     struct up_relay_cfg cfg;
-    struct up_sock lsock;
+    struct up_listener lsock;
     struct ssl_ctx_st *tls;
     char addr[80];
     struct hconn *conns;

@@ -1174,67 +1174,53 @@ static void hc_timeout(uv_timer_t *t)
     hc_close(c, false);
 }
 
-static void on_accept(struct up_sock *ls, bool readable, bool writable)
+static void on_accept(void *ud, int fd, const struct sockaddr_storage *peer)
 {
-    struct up_relay *r = ls->ud;
-    (void)readable;
-    (void)writable;
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen;
-        int fd = up_tcp_accept(ls->fd, &peer, &plen);
-        if (fd == UP_EAGAIN) {
+    struct up_relay *r = ud;
+    struct hconn *c = up_calloc(1, sizeof(*c));
+    struct up_sock *s = c ? up_calloc(1, sizeof(*s)) : NULL;
+    if (!c || !s) {
+        up_free(c);
+        close(fd);
+        return;
+    }
+    if (up_sock_init(s, r->loop, fd, hc_sock_cb, c) < 0) {
+        up_free(s);
+        up_free(c);
+        return;
+    }
+    c->relay = r;
+    c->sock = s;
+    c->open_handles = 2;
+    up_buf_init(&c->in);
+    up_buf_init(&c->out);
+    up_addr_format((const struct sockaddr *)peer, c->peer, sizeof c->peer);
+    sa_ip16(peer, c->peer_ip);
+    c->client_loopback = is_loopback(c->peer_ip);
+    snprintf(c->client, sizeof c->client, "%s", c->peer);
+    struct sockaddr_storage local;
+    socklen_t llen = sizeof local;
+    if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
+        up_addr_format((struct sockaddr *)&local, c->local, sizeof c->local);
+    }
+    uv_timer_init(r->loop, &c->timer);
+    c->timer.data = c;
+    uv_timer_start(&c->timer, hc_timeout, r->cfg.head_timeout_ms, 0);
+    c->next = r->conns;
+    if (r->conns) {
+        r->conns->prev = c;
+    }
+    r->conns = c;
+    if (r->tls) {
+        if (up_tls_attach(s, r->tls, true, NULL) < 0) {
+            hc_close(c, false);
             return;
         }
-        if (fd < 0) {
-            UP_LOGW("accept failed: %s", strerror(errno));
-            return;
-        }
-        struct hconn *c = up_calloc(1, sizeof(*c));
-        struct up_sock *s = c ? up_calloc(1, sizeof(*s)) : NULL;
-        if (!c || !s) {
-            up_free(c);
-            close(fd);
-            continue;
-        }
-        if (up_sock_init(s, r->loop, fd, hc_sock_cb, c) < 0) {
-            up_free(s);
-            up_free(c);
-            continue;
-        }
-        c->relay = r;
-        c->sock = s;
-        c->open_handles = 2;
-        up_buf_init(&c->in);
-        up_buf_init(&c->out);
-        up_addr_format((struct sockaddr *)&peer, c->peer, sizeof c->peer);
-        sa_ip16(&peer, c->peer_ip);
-        c->client_loopback = is_loopback(c->peer_ip);
-        snprintf(c->client, sizeof c->client, "%s", c->peer);
-        struct sockaddr_storage local;
-        socklen_t llen = sizeof local;
-        if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
-            up_addr_format((struct sockaddr *)&local, c->local, sizeof c->local);
-        }
-        uv_timer_init(r->loop, &c->timer);
-        c->timer.data = c;
-        uv_timer_start(&c->timer, hc_timeout, r->cfg.head_timeout_ms, 0);
-        c->next = r->conns;
-        if (r->conns) {
-            r->conns->prev = c;
-        }
-        r->conns = c;
-        if (r->tls) {
-            if (up_tls_attach(s, r->tls, true, NULL) < 0) {
-                hc_close(c, false);
-                continue;
-            }
-            c->state = HC_TLS;
-            hc_sock_cb(s, true, true);
-        } else {
-            c->state = HC_HEAD;
-            up_sock_want(s, true, false);
-        }
+        c->state = HC_TLS;
+        hc_sock_cb(s, true, true);
+    } else {
+        c->state = HC_HEAD;
+        up_sock_want(s, true, false);
     }
 }
 
@@ -1286,13 +1272,12 @@ struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, c
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
         up_addr_format((struct sockaddr *)&bound, r->addr, sizeof r->addr);
     }
-    if (up_sock_init(&r->lsock, loop, fd, on_accept, r) < 0) {
+    if (up_listener_start(&r->lsock, loop, fd, on_accept, r) < 0) {
         snprintf(err, cap, "cannot watch the listening socket");
         up_tls_ctx_free(r->tls);
         up_free(r);
         return NULL;
     }
-    up_sock_want(&r->lsock, true, false);
     return r;
 }
 
@@ -1347,7 +1332,7 @@ void up_relay_shutdown(struct up_relay *r)
     r->shutting = true;
     pairings_shutdown(r);
     /* Closed now, not at exit: a replacement relay can bind the port while we drain. */
-    up_sock_close(&r->lsock, NULL);
+    up_listener_close(&r->lsock);
     while (r->conns) {
         hc_close(r->conns, false);
     }

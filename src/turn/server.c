@@ -60,7 +60,7 @@ struct up_turn_server {
     struct up_stun_addr local;
     int ufd;
     uv_poll_t upoll;
-    struct up_sock lsock; /* TCP listener */
+    struct up_listener lsock; /* TCP listener */
     uv_timer_t timer;
     uint64_t timer_due;  /* wall-clock ms the timer is armed for, UINT64_MAX when idle */
     uint64_t alloc_peak; /* most allocations seen since memory was last handed back */
@@ -563,41 +563,31 @@ static void conn_cb(struct up_sock *sk, bool readable, bool writable)
     flush_dirty(s); /* this connection's answers and others' relayed data */
 }
 
-static void on_accept(struct up_sock *ls, bool readable, bool writable)
+static void on_accept(void *ud, int fd, const struct sockaddr_storage *peer)
 {
-    struct up_turn_server *s = ls->ud;
-    (void)readable;
-    (void)writable;
-    for (int i = 0; i < 64; i++) {
-        struct sockaddr_storage peer;
-        socklen_t plen;
-        int fd = up_tcp_accept(ls->fd, &peer, &plen);
-        if (fd < 0) {
-            return;
-        }
-        struct tconn *c = up_calloc(1, sizeof *c);
-        struct up_sock *sk = c ? up_calloc(1, sizeof *sk) : NULL;
-        if (!c || !sk || up_sock_init(sk, s->loop, fd, conn_cb, c) < 0) {
-            up_free(sk);
-            up_free(c);
-            close(fd);
-            continue;
-        }
-        up_tcp_tune(fd);
-        c->srv = s;
-        c->sock = sk;
-        c->id = ++s->next_conn;
-        c->state = TC_SNIFF;
-        up_buf_init(&c->in);
-        up_buf_init(&c->out);
-        to_addr(&peer, &c->client.addr);
-        c->client.local = s->local;
-        c->client.conn = c->id;
-        c->client.proto = UP_TURN_TCP;
-        c->hnext = s->conns[c->id % CONN_HASH];
-        s->conns[c->id % CONN_HASH] = c;
-        up_sock_want(sk, true, false);
+    struct up_turn_server *s = ud;
+    struct tconn *c = up_calloc(1, sizeof *c);
+    struct up_sock *sk = c ? up_calloc(1, sizeof *sk) : NULL;
+    if (!c || !sk || up_sock_init(sk, s->loop, fd, conn_cb, c) < 0) {
+        up_free(sk);
+        up_free(c);
+        close(fd);
+        return;
     }
+    up_tcp_tune(fd);
+    c->srv = s;
+    c->sock = sk;
+    c->id = ++s->next_conn;
+    c->state = TC_SNIFF;
+    up_buf_init(&c->in);
+    up_buf_init(&c->out);
+    to_addr(peer, &c->client.addr);
+    c->client.local = s->local;
+    c->client.conn = c->id;
+    c->client.proto = UP_TURN_TCP;
+    c->hnext = s->conns[c->id % CONN_HASH];
+    s->conns[c->id % CONN_HASH] = c;
+    up_sock_want(sk, true, false);
 }
 
 /* ---- life ---- */
@@ -678,11 +668,10 @@ struct up_turn_server *up_turn_server_new(uv_loop_t *loop, const struct up_turn_
         snprintf(err, cap, "cannot listen on TCP %.80s: %s", s->addr, strerror(e));
         goto fail;
     }
-    if (up_sock_init(&s->lsock, loop, lfd, on_accept, s) < 0) {
+    if (up_listener_start(&s->lsock, loop, lfd, on_accept, s) < 0) {
         snprintf(err, cap, "cannot watch the TCP listener");
         goto fail;
     }
-    up_sock_want(&s->lsock, true, false);
     uv_poll_init(loop, &s->upoll, s->ufd);
     s->upoll.data = s;
     uv_poll_start(&s->upoll, UV_READABLE, on_udp);
@@ -716,7 +705,7 @@ void up_turn_server_stop(struct up_turn_server *s)
     uv_close((uv_handle_t *)&s->timer, noop_closed);
     uv_poll_stop(&s->upoll);
     uv_close((uv_handle_t *)&s->upoll, noop_closed);
-    up_sock_close(&s->lsock, NULL);
+    up_listener_close(&s->lsock);
     for (size_t i = 0; i < CONN_HASH; i++) {
         while (s->conns[i]) {
             conn_close(s->conns[i]);

@@ -1,11 +1,13 @@
 """Limits at the relay's front door and on the dialing side: each has a default, a flag, and
 a clear answer when it is hit."""
+import os
 import socket
 import subprocess
 import time
+import urllib.request
 
 from conftest import BIN, mint
-from harness import Server, free_port
+from harness import Proc, Server, free_port, wait_until
 
 
 def read_all(s, timeout=5):
@@ -82,3 +84,41 @@ def test_relay_not_listening_gives_a_clear_error(env):
                        capture_output=True, timeout=10)
     assert r.returncode == 1
     assert b"Connection refused" in r.stderr, r.stderr
+
+
+def cpu_seconds(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_out_of_descriptors_relay_neither_spins_nor_floods_its_log(procs, env, tmp):
+    """At the descriptor limit, accept fails while connections stay queued: a level-triggered
+    listener would wake for them again at once (100 % CPU and a warning per wake-up). The
+    relay pauses accepting instead, warns once, and serves again when descriptors free."""
+    port = free_port()
+    relay = Proc(["prlimit", "--nofile=48:48", BIN, "relay", "--listen", f"127.0.0.1:{port}"],
+                 env, tmp / "relay.log")
+    procs.append(relay)
+    relay.wait_log("relay ready on", 10)
+    held = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(80)]
+    try:
+        relay.wait_log("accept failed: Too many open files", 10)
+        cpu0, t0 = cpu_seconds(relay.p.pid), time.monotonic()
+        time.sleep(1.5)  # a measuring window, not a wait for something to happen
+        busy = (cpu_seconds(relay.p.pid) - cpu0) / (time.monotonic() - t0)
+        assert busy < 0.2, f"relay used {busy:.0%} of a core while out of descriptors"
+        warnings = relay.text().count("accept failed")
+        assert warnings == 1, f"{warnings} accept warnings in 1.5 s"
+    finally:
+        for s in held:
+            s.close()
+
+    def healthy():
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+    wait_until(healthy, 10, "the relay to serve again once descriptors were freed")
+    assert relay.alive()

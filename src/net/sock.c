@@ -491,11 +491,10 @@ static void listener_accept(struct up_sock *ls, bool readable, bool writable)
         int e = errno;
         L->failures++;
         uint64_t now = uv_now(ls->poll.loop);
-        if (!L->logged || now - L->log_ms >= UP_ACCEPT_LOG_MS) {
+        if (L->failures == 1 || now - L->log_ms >= UP_ACCEPT_LOG_MS) {
             UP_LOGW("accept failed: %s; pausing accepts for %u ms at a time, new connections "
                     "wait in the backlog (%llu failed accepts in all)",
                     strerror(e), UP_ACCEPT_PAUSE_MS, (unsigned long long)L->failures);
-            L->logged = true;
             L->log_ms = now;
         }
         up_sock_want(ls, false, false);

@@ -95,7 +95,6 @@ struct up_listener {
     void *ud;
     uint64_t failures; /* accept calls that failed (EAGAIN aside), for the log and tests */
     uint64_t log_ms;   /* loop time of the last warning */
-    bool logged;
     bool open;
 };
 /* Watch the listening fd (ownership passes, closed on failure) and call fn for each accepted

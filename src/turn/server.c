@@ -574,7 +574,6 @@ static void on_accept(void *ud, int fd, const struct sockaddr_storage *peer)
         close(fd);
         return;
     }
-    up_tcp_tune(fd);
     c->srv = s;
     c->sock = sk;
     c->id = ++s->next_conn;

@@ -43,9 +43,12 @@ struct up_link_cfg {
  * smaller header than the one reserved. */
 #define UP_LINK_CHUNK 65526u
 #define UP_LINK_RX_CAP (256u * 1024u) /* socket read buffer */
-#define UP_LINK_TX_HIGH (512u * 1024u)
-#define UP_LINK_SNDBUF (4 << 20) /* link socket send buffer (the kernel doubles it) */
-#define UP_LINK_MIN_RTT_US 500u  /* RTT floor for window auto-tuning */
+/* Our own output buffer is a FIFO too: it holds at most this much ahead of the fair scheduler
+ * (with the kernel's NOTSENT_LOWAT, what an interactive frame may wait behind on a slow link). */
+#define UP_LINK_TX_HIGH (128u * 1024u)
+#define UP_LINK_SNDBUF (4 << 20)             /* link socket send buffer (the kernel doubles it) */
+#define UP_LINK_NOTSENT_LOWAT (128u * 1024u) /* unsent bytes a link socket may hold */
+#define UP_LINK_MIN_RTT_US 500u              /* RTT floor for window auto-tuning */
 /* splice(2) on the receive path: a DATA payload with at least this much still to come is
  * moved socket -> kernel pipe -> the owner's socket; shorter ones are read as usual. */
 #define UP_LINK_SPLICE_MIN 4096u

@@ -6,7 +6,6 @@ also when it fails."""
 import os
 import pathlib
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -26,17 +25,19 @@ def bin_path():
     return BIN
 
 
-@pytest.fixture
-def env():
-    e = dict(os.environ)
-    for k in list(e):
-        # Our own settings and the machine's proxy variables must not leak into a test: a
-        # test that wants a proxy sets them itself.
-        if k.startswith("UNDERPASS_") or k.lower() in ("http_proxy", "https_proxy", "no_proxy",
-                                                       "all_proxy"):
-            del e[k]
+def clean_env():
+    """The test's environment without our own settings or the machine's proxy variables (a
+    test that wants a proxy sets them itself), plus the relay secret the tests mint with."""
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("UNDERPASS_") and k.lower() not in
+         ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
     e["UNDERPASS_SECRET"] = SECRET
     return e
+
+
+@pytest.fixture
+def env():
+    return clean_env()
 
 
 def mint(env, role, services, ttl="1h", extra=()):

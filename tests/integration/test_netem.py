@@ -14,7 +14,6 @@ Two shapes:
   with nftables can do. This one always runs.
 """
 import hashlib
-import os
 import socket
 import threading
 import time
@@ -23,7 +22,7 @@ import pytest
 
 import netns
 from netns import topo  # noqa: F401 - the fixture
-from conftest import BIN, SECRET, mint
+from conftest import BIN, clean_env, mint
 from harness import digest_handler
 
 netns.skip_unless_available()
@@ -32,14 +31,6 @@ SVC_PORT = 7001
 SRC_PORT = 7002
 RELAY_PORT = 8080
 SIZE = 64 << 20
-
-
-def base_env():
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith("UNDERPASS_") and k.lower() not in
-         ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
-    e["UNDERPASS_SECRET"] = SECRET
-    return e
 
 
 def netem_on(topo, host, *args):
@@ -66,7 +57,7 @@ def source_handler(sock):
 
 
 def run_stack(topo, tmp, extra=()):
-    env = base_env()
+    env = clean_env()
     topo.server("priv", digest_handler, port=SVC_PORT)
     topo.server("priv", source_handler, port=SRC_PORT)
     relay = topo.proc("pub", [BIN, "relay", "--listen", f"0.0.0.0:{RELAY_PORT}"], env=env,

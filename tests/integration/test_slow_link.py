@@ -15,7 +15,6 @@ bulk stream's whole window: 4 MiB, 870 ms at this rate.
 The agent starts with a 4 MiB window, the size auto-tuning reaches on a long path (50 ms RTT
 and more). This kernel has no netem to add such a delay, and with none the window stays at
 256 KiB and hides the queue."""
-import os
 import socket
 import threading
 import time
@@ -24,7 +23,7 @@ import pytest
 
 import netns
 from netns import topo  # noqa: F401 - the fixture
-from conftest import BIN, SECRET, mint
+from conftest import BIN, clean_env, mint
 from harness import echo_handler
 
 netns.skip_unless_available()
@@ -33,14 +32,6 @@ RATE = "40mbit"  # 5 MB/s
 LATENCY_MS = 20  # tbf queue bound
 RELAY_PORT = 8080
 ROUNDS = 40
-
-
-def base_env():
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith("UNDERPASS_") and k.lower() not in
-         ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
-    e["UNDERPASS_SECRET"] = SECRET
-    return e
 
 
 @pytest.mark.parametrize("direction", ["upload", "download"])
@@ -67,7 +58,7 @@ def test_round_trips_stay_short_beside_a_bulk_stream_over_a_slow_link(topo, tmp_
         while not stop.is_set():
             sock.sendall(chunk)
 
-    env = base_env()
+    env = clean_env()
     bulk_svc = topo.server("priv", sink_handler if up else source_handler, port=7001)
     echo = topo.server("priv", echo_handler, port=7002)
     # The receiver of the bulk stream grants the 4 MiB window.

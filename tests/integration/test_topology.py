@@ -24,7 +24,7 @@ from types import SimpleNamespace
 import pytest
 
 import netns
-from conftest import BIN, SECRET, mint
+from conftest import BIN, clean_env, mint
 from harness import digest_handler, echo_handler, settled_nfds as settled, wait_until
 from proxies import SQUID_AUTH_HELPER, Squid, Tinyproxy, make_cert, require
 
@@ -41,19 +41,11 @@ HTTPS_PROXY_PORT = 3129  # haproxy terminating TLS in front of squid: an https:/
 PASSWORDS = {"squid": "s3cret@pass", "tinyproxy": "s3cret.pass"}
 
 
-def base_env():
-    e = {k: v for k, v in os.environ.items()
-         if not k.startswith("UNDERPASS_") and k.lower() not in
-         ("http_proxy", "https_proxy", "no_proxy", "all_proxy")}
-    e["UNDERPASS_SECRET"] = SECRET
-    return e
-
-
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("topology")
     with netns.topology(tmp) as t:
-        w = SimpleNamespace(topo=t, tmp=tmp, env=base_env())
+        w = SimpleNamespace(topo=t, tmp=tmp, env=clean_env())
         w.svc = t.server("priv", digest_handler, port=SVC_PORT)
         t.firewall(SQUID_PORT, dest="proxy", host="priv",
                    also=[("proxy", TINY_PORT), ("proxy", HTTPS_PROXY_PORT)])

@@ -568,10 +568,15 @@ static void on_accept(void *ud, int fd, const struct sockaddr_storage *peer)
     struct up_turn_server *s = ud;
     struct tconn *c = up_calloc(1, sizeof *c);
     struct up_sock *sk = c ? up_calloc(1, sizeof *sk) : NULL;
-    if (!c || !sk || up_sock_init(sk, s->loop, fd, conn_cb, c) < 0) {
+    if (!c || !sk) {
         up_free(sk);
         up_free(c);
         close(fd);
+        return;
+    }
+    if (up_sock_init(sk, s->loop, fd, conn_cb, c) < 0) { /* it closed fd */
+        up_free(sk);
+        up_free(c);
         return;
     }
     c->srv = s;

@@ -118,9 +118,11 @@ struct up_link_ops {
 };
 
 struct up_link_stats {
-    uint64_t bytes_in, bytes_out;
+    uint64_t bytes_in;      /* DATA payload bytes received */
+    uint64_t bytes_out;     /* bytes written to the socket, framing included */
     uint64_t bytes_spliced; /* of bytes_in: DATA moved by splice, never copied to user space */
-    uint64_t frames_in, frames_out;
+    uint64_t frames_in;     /* WebSocket data messages received (one mux frame each) */
+    uint64_t frames_out;    /* mux frames sent */
     uint64_t streams_opened, streams_refused, streams_reset;
     uint64_t protocol_errors;
 };

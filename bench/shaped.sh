@@ -47,13 +47,17 @@ mkdir -p "$OUT"
 PIDS=()
 cleanup() {
     local p
-    for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
-    for ns in "$A" "$B"; do
-        for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
-        ip netns del "$ns" 2>/dev/null || true
-    done
-    wait 2>/dev/null || true
-    rm -rf "$W"
+    # One redirection around it all: bash reports a killed job ("Killed") at whichever
+    # command comes next, not only at wait.
+    {
+        for p in "${PIDS[@]}"; do kill -TERM "$p" || true; done
+        for ns in "$A" "$B"; do
+            for p in $(ip netns pids "$ns"); do kill -KILL "$p" || true; done
+            ip netns del "$ns" || true
+        done
+        wait || true
+        rm -rf "$W"
+    } 2>/dev/null
 }
 trap cleanup EXIT
 

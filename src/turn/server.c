@@ -46,7 +46,8 @@ struct tconn {
     struct up_turn_client client;
     struct up_buf in, out;
     bool closing;
-    bool dirty; /* on srv->dirty: bytes queued, to be written at the end of this turn */
+    bool dirty;      /* on srv->dirty: bytes queued, to be written at the end of this turn */
+    size_t tls_left; /* TLS: bytes of the message at the front of out still to write */
     struct tconn *hnext;
     struct tconn *dnext;
 };
@@ -434,8 +435,20 @@ static void conn_close(struct tconn *c)
 static void conn_flush(struct tconn *c)
 {
     while (up_buf_len(&c->out)) {
-        size_t n = 0;
-        int rv = up_sock_write(c->sock, up_buf_rptr(&c->out), up_buf_len(&c->out), &n);
+        size_t len = up_buf_len(&c->out), n = 0;
+        if (c->client.proto == UP_TURN_TLS) {
+            /* One message per SSL_write, so no TLS record carries two. TLS is a byte stream,
+             * but clients exist that take each record for one message (coturn's
+             * turnutils_uclient drops the rest of a record): batching cost them datagrams. */
+            if (c->tls_left == 0 &&
+                up_stun_frame_len(up_buf_rptr(&c->out), len, &c->tls_left) != UP_OK) {
+                c->tls_left = len; /* not reached: out holds whole messages only */
+            }
+            if (len > c->tls_left) {
+                len = c->tls_left;
+            }
+        }
+        int rv = up_sock_write(c->sock, up_buf_rptr(&c->out), len, &n);
         if (rv == UP_EAGAIN) {
             break;
         }
@@ -444,6 +457,7 @@ static void conn_flush(struct tconn *c)
             return;
         }
         up_buf_skip(&c->out, n);
+        c->tls_left -= c->client.proto == UP_TURN_TLS ? n : 0;
     }
     up_buf_release_if_empty(&c->out);
     up_sock_want(c->sock, true, up_buf_len(&c->out) > 0);

@@ -434,9 +434,10 @@ static void conn_close(struct tconn *c)
 
 static void conn_flush(struct tconn *c)
 {
+    bool tls = c->client.proto == UP_TURN_TLS;
     while (up_buf_len(&c->out)) {
         size_t len = up_buf_len(&c->out), n = 0;
-        if (c->client.proto == UP_TURN_TLS) {
+        if (tls) {
             /* One message per SSL_write, so no TLS record carries two. TLS is a byte stream,
              * but clients exist that take each record for one message (coturn's
              * turnutils_uclient drops the rest of a record): batching cost them datagrams. */
@@ -457,7 +458,9 @@ static void conn_flush(struct tconn *c)
             return;
         }
         up_buf_skip(&c->out, n);
-        c->tls_left -= c->client.proto == UP_TURN_TLS ? n : 0;
+        if (tls) {
+            c->tls_left -= n;
+        }
     }
     up_buf_release_if_empty(&c->out);
     up_sock_want(c->sock, true, up_buf_len(&c->out) > 0);

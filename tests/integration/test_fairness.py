@@ -72,15 +72,15 @@ def test_a_stream_alone_sends_frames_larger_than_the_quantum(stack):
         stack.start_agent([f"sink=tcp://127.0.0.1:{sink.port}"])
         c = stack.start_connect("sink")
         total = 64 << 20
-        s = socket.create_connection(("127.0.0.1", c.port), timeout=30)
         chunk = b"\0" * (1 << 20)
-        for _ in range(total // len(chunk)):
-            s.sendall(chunk)
-        # The relay's live links count what they received: the client link the DATA frames,
-        # the agent link a few CREDIT frames. Read before the streams close.
-        wait_until(lambda: stack.stats()["link_data_in"] >= total, 30, "all bytes at the relay")
-        st = stack.stats()
-        s.close()
+        with socket.create_connection(("127.0.0.1", c.port), timeout=30) as s:
+            for _ in range(total // len(chunk)):
+                s.sendall(chunk)
+            # The relay's live links count what they received: the client link the DATA
+            # frames, the agent link a few CREDIT frames. Read before the stream closes.
+            wait_until(lambda: stack.stats()["link_data_in"] >= total, 30,
+                       "all bytes at the relay")
+            st = stack.stats()
         per_frame = st["link_data_in"] / st["link_frames_in"]
         print(f"{st['link_frames_in']} frames in for {st['link_data_in'] >> 20} MiB: "
               f"{per_frame / 1024:.0f} KiB per frame")

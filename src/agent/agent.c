@@ -406,12 +406,20 @@ struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const c
         up_free(a);
         return NULL;
     }
+    /* Each uplink holds the loop's flusher; ours goes once they are made. */
+    struct up_linkloop *ll = up_linkloop_new(loop);
+    if (!ll) {
+        snprintf(err, cap, "out of memory");
+        up_free(a);
+        return NULL;
+    }
     for (size_t i = 0; i < a->nlinks; i++) {
         struct alink *al = &a->links[i];
         al->agent = a;
         al->idx = i + 1;
-        al->up = up_uplink_new(loop, &a->cfg.up, &agent_ops, al);
+        al->up = up_uplink_new(ll, &a->cfg.up, &agent_ops, al);
         if (!al->up) {
+            up_linkloop_unref(ll);
             snprintf(err, cap, "out of memory");
             a->stopping = true;
             for (size_t j = 0; j < i; j++) {
@@ -422,6 +430,7 @@ struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const c
             return NULL;
         }
     }
+    up_linkloop_unref(ll);
     return a;
 }
 

@@ -1,5 +1,28 @@
 #include "base/err.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
+
+#include "base/log.h"
+
+static atomic_ulong internal_errors;
+
+void up_assert_failed(const char *what, const char *file, int line)
+{
+#ifndef NDEBUG
+    up_log(UP_LOG_ERROR, "internal error: %s:%d: assertion failed: %s", file, line, what);
+    abort();
+#else
+    atomic_fetch_add(&internal_errors, 1);
+    up_log(UP_LOG_ERROR, "internal error: %s:%d: assertion failed: %s", file, line, what);
+#endif
+}
+
+unsigned long up_internal_errors(void)
+{
+    return atomic_load(&internal_errors);
+}
+
 const char *up_strerror(int err)
 {
     switch (err) {

@@ -21,4 +21,17 @@ enum up_err {
 /* Return a static, human-readable name for an up_err value. Never NULL. */
 const char *up_strerror(int err);
 
+/* Invariants of our own code, never checks of peer input (STYLE §4). Fatal in debug and fuzz
+ * builds; in release builds the failure is counted (up_internal_errors) and the caller goes
+ * on, so one broken object does not take the process down. */
+#define UP_ASSERT(cond)                                                                            \
+    do {                                                                                           \
+        if (!(cond)) {                                                                             \
+            up_assert_failed(#cond, __FILE__, __LINE__);                                           \
+        }                                                                                          \
+    } while (0)
+void up_assert_failed(const char *what, const char *file, int line);
+/* Failed UP_ASSERTs so far in this process (release builds). */
+unsigned long up_internal_errors(void);
+
 #endif

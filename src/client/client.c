@@ -335,7 +335,9 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
         uv_timer_start(&c->held_timer, on_held_timer, 250, 250);
     }
     c->cfg.up.reconnect = !cfg->stdio;
-    c->up = up_uplink_new(loop, &c->cfg.up, &client_ops, c);
+    struct up_linkloop *ll = up_linkloop_new(loop);
+    c->up = ll ? up_uplink_new(ll, &c->cfg.up, &client_ops, c) : NULL;
+    up_linkloop_unref(ll); /* the uplink holds it */
     if (!c->up) {
         snprintf(err, cap, "out of memory");
         if (c->listening) {

@@ -19,6 +19,7 @@
 
 struct up_link {
     uv_loop_t *loop;
+    struct up_linkloop *ll; /* one reference held */
     struct up_sock sock;
     bool client;
     struct up_link_cfg cfg;
@@ -57,15 +58,17 @@ struct up_link {
     bool splice_mode; /* the last DATA was spliced: read only headers until it stops */
 };
 
-/* Links with pending output or teardown, run from an idle handle before the loop polls again:
- * one place that flushes, so callbacks never write to sockets during dispatch (STYLE §8). */
-static struct {
+/* Per-loop state: the links with pending output or teardown, run from an idle handle before the
+ * loop polls again: one place that flushes, so callbacks never write to sockets during dispatch
+ * (STYLE §8). Links on other loops (threads, an embedding application) have their own. */
+struct up_linkloop {
+    uv_loop_t *loop;
     uv_idle_t idle;
-    bool init;
     struct up_link *head;
-} dirty;
+    size_t refs;
+};
 
-static void run_dirty(uv_idle_t *h);
+static void run_dirty(struct up_linkloop *ll);
 static void do_reads(struct up_link *l, bool inline_flush);
 
 uint64_t up_now_us(void)
@@ -87,17 +90,66 @@ void up_link_cfg_defaults(struct up_link_cfg *cfg)
     cfg->splice = true;
 }
 
+static void on_idle(uv_idle_t *h)
+{
+    run_dirty(h->data);
+}
+
+static void linkloop_closed(uv_handle_t *h)
+{
+    up_free(h->data);
+}
+
+struct up_linkloop *up_linkloop_new(uv_loop_t *loop)
+{
+    struct up_linkloop *ll = up_calloc(1, sizeof(*ll));
+    if (!ll) {
+        return NULL;
+    }
+    ll->loop = loop;
+    ll->refs = 1;
+    uv_idle_init(loop, &ll->idle);
+    uv_unref((uv_handle_t *)&ll->idle); /* links keep the loop alive, not their flusher */
+    ll->idle.data = ll;
+    return ll;
+}
+
+struct up_linkloop *up_linkloop_ref(struct up_linkloop *ll)
+{
+    ll->refs++;
+    return ll;
+}
+
+void up_linkloop_unref(struct up_linkloop *ll)
+{
+    if (!ll) {
+        return;
+    }
+    UP_ASSERT(ll->refs > 0);
+    if (--ll->refs == 0) {
+        UP_ASSERT(ll->head == NULL);
+        uv_idle_stop(&ll->idle);
+        uv_close((uv_handle_t *)&ll->idle, linkloop_closed);
+    }
+}
+
+uv_loop_t *up_linkloop_loop(const struct up_linkloop *ll)
+{
+    return ll->loop;
+}
+
 static void kick(struct up_link *l)
 {
     /* A closing link may be freed before the idle handle runs again. */
     if (l->in_dirty || l->closing) {
         return;
     }
+    struct up_linkloop *ll = l->ll;
     l->in_dirty = true;
-    l->dnext = dirty.head;
-    dirty.head = l;
-    if (!uv_is_active((uv_handle_t *)&dirty.idle)) {
-        uv_idle_start(&dirty.idle, run_dirty);
+    l->dnext = ll->head;
+    ll->head = l;
+    if (!uv_is_active((uv_handle_t *)&ll->idle)) {
+        uv_idle_start(&ll->idle, on_idle);
     }
 }
 
@@ -764,7 +816,7 @@ static void do_reads(struct up_link *l, bool inline_flush)
             spliced = l->stats.bytes_spliced - spliced;
             budget -= budget < spliced ? budget : (size_t)spliced;
             if (inline_flush) {
-                run_dirty(NULL);
+                run_dirty(l->ll);
             }
             continue;
         }
@@ -797,7 +849,7 @@ static void do_reads(struct up_link *l, bool inline_flush)
          * relay's bridges hand bytes straight to the other link (one copy) instead of
          * queueing them. */
         if (inline_flush) {
-            run_dirty(NULL);
+            run_dirty(l->ll);
         }
     }
     /* Read budget used up with bytes still buffered inside TLS: epoll will not report them,
@@ -861,6 +913,7 @@ static void link_release(struct up_link *l)
         up_buf_fini(&l->rx);
         up_buf_fini(&l->tx);
         up_free(l->table);
+        up_linkloop_unref(l->ll);
         up_free(l);
     }
 }
@@ -880,10 +933,10 @@ static void teardown(struct up_link *l)
     l->closing = true;
     /* Work done for this link just before it died (a stream's pull, a flush) may have kicked
      * it again: take it off the dirty list, or the next run would touch it after the close
-     * callbacks freed it. Only dirty.head can hold it: run_dirty clears in_dirty on the
+     * callbacks freed it. Only ll->head can hold it: run_dirty clears in_dirty on the
      * snapshot it works on before it gets here. */
     if (l->in_dirty) {
-        for (struct up_link **pp = &dirty.head; *pp; pp = &(*pp)->dnext) {
+        for (struct up_link **pp = &l->ll->head; *pp; pp = &(*pp)->dnext) {
             if (*pp == l) {
                 *pp = l->dnext;
                 break;
@@ -947,13 +1000,12 @@ static void maybe_close_idle(struct up_link *l)
     kick(l);
 }
 
-static void run_dirty(uv_idle_t *h)
+static void run_dirty(struct up_linkloop *ll)
 {
-    (void)h;
     /* Work on a snapshot: a link that kicks itself again runs on the next iteration, after
      * the loop has polled, instead of spinning here. */
-    struct up_link *list = dirty.head;
-    dirty.head = NULL;
+    struct up_link *list = ll->head;
+    ll->head = NULL;
     while (list) {
         struct up_link *l = list;
         list = l->dnext;
@@ -975,28 +1027,26 @@ static void run_dirty(uv_idle_t *h)
             teardown(l);
         }
     }
-    if (!dirty.head) {
-        uv_idle_stop(&dirty.idle);
+    if (!ll->head) {
+        uv_idle_stop(&ll->idle);
     }
 }
 
 /* ---- public ---- */
 
-struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool client,
+struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, bool client,
                             const struct up_link_cfg *cfg, const struct up_link_ops *ops, void *ud,
                             const uint8_t *leftover, size_t leftover_len)
 {
-    if (!dirty.init) {
-        uv_idle_init(loop, &dirty.idle);
-        uv_unref((uv_handle_t *)&dirty.idle);
-        dirty.init = true;
-    }
+    uv_loop_t *loop = ll->loop;
     struct up_link *l = up_calloc(1, sizeof(*l));
     if (!l) {
         SSL_free(ssl);
+        close(fd);
         return NULL;
     }
     l->loop = loop;
+    l->ll = ll;
     l->client = client;
     l->kpipe[0] = l->kpipe[1] = -1;
     l->splice_on = client && !ssl && cfg->splice;
@@ -1007,13 +1057,12 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
     l->table = up_calloc(l->table_cap, sizeof(*l->table));
     up_buf_init(&l->rx);
     up_buf_init(&l->tx);
-    if (!l->table || up_buf_reserve(&l->rx, UP_LINK_RX_CAP, UP_LINK_RX_CAP) < 0 ||
-        up_sock_init(&l->sock, loop, fd, on_sock, l) < 0) {
-        SSL_free(ssl);
-        up_free(l->table);
-        up_buf_fini(&l->rx);
-        up_free(l);
-        return NULL;
+    if (!l->table || up_buf_reserve(&l->rx, UP_LINK_RX_CAP, UP_LINK_RX_CAP) < 0) {
+        goto undo_alloc;
+    }
+    if (up_sock_init(&l->sock, loop, fd, on_sock, l) < 0) {
+        fd = -1; /* closed by up_sock_init */
+        goto undo_alloc;
     }
     l->sock.ssl = ssl;
     l->sock.tls = ssl ? UP_TLS_OPEN : UP_TLS_NONE;
@@ -1047,6 +1096,7 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
     up_mux_parser_init(&l->mux, &mc);
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
+    up_linkloop_ref(ll); /* dropped in link_release */
     l->sock.poll.data = &l->sock;
     l->open_handles = 2;
     if (cfg->ping_interval_ms) {
@@ -1067,6 +1117,15 @@ struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool cl
     }
     kick(l);
     return l;
+undo_alloc:
+    SSL_free(ssl);
+    if (fd >= 0) {
+        close(fd);
+    }
+    up_buf_fini(&l->rx);
+    up_free(l->table);
+    up_free(l);
+    return NULL;
 }
 
 void *up_link_ud(const struct up_link *l)

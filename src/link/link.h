@@ -22,6 +22,18 @@
 
 struct up_link;
 struct up_lstream;
+struct up_linkloop;
+
+/* The links of one event loop share a flusher (an idle handle that writes their output and
+ * tears down dead links before the loop polls again). Each loop (thread, embedding
+ * application) gets its own; nothing is process-global. The creator holds one reference,
+ * each link and uplink on it another; the last unref closes the handle from the loop.
+ * Returns NULL when out of memory. */
+struct up_linkloop *up_linkloop_new(uv_loop_t *loop);
+struct up_linkloop *up_linkloop_ref(struct up_linkloop *ll);
+/* Drop a reference. NULL is a no-op. The loop must run once more for the handle to close. */
+void up_linkloop_unref(struct up_linkloop *ll);
+uv_loop_t *up_linkloop_loop(const struct up_linkloop *ll);
 
 struct up_link_cfg {
     uint32_t window;           /* initial per-stream receive window */
@@ -131,8 +143,9 @@ struct up_link_stats {
  * and the poll handle re-targeted, so the caller's struct is dead afterwards: pass a socket
  * that was initialised but whose callbacks have not fired since the upgrade). leftover holds
  * bytes already read after the HTTP head (may be empty). client = we are the WebSocket client
- * (mask our frames, open odd stream ids). Returns NULL on allocation failure (sock closed). */
-struct up_link *up_link_new(uv_loop_t *loop, int fd, struct ssl_st *ssl, bool client,
+ * (mask our frames, open odd stream ids). Returns NULL on allocation failure (fd closed and
+ * ssl freed). */
+struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, bool client,
                             const struct up_link_cfg *cfg, const struct up_link_ops *ops, void *ud,
                             const uint8_t *leftover, size_t leftover_len);
 void *up_link_ud(const struct up_link *l);

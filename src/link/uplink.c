@@ -11,6 +11,7 @@
 
 struct up_uplink {
     uv_loop_t *loop;
+    struct up_linkloop *ll; /* one reference held */
     struct up_uplink_cfg cfg;
     const struct up_uplink_ops *ops;
     void *ud;
@@ -37,6 +38,7 @@ static void maybe_free(struct up_uplink *u)
     if (!u->stopping && u->ops->on_drained) {
         u->ops->on_drained(u);
     }
+    up_linkloop_unref(u->ll);
     up_free(u);
 }
 
@@ -190,7 +192,7 @@ static void on_dialed(void *ud, int err, const char *reason, int http_status, in
         schedule_retry(u, reason, http_status);
         return;
     }
-    u->link = up_link_new(u->loop, fd, ssl, true, &u->cfg.link, &uplink_link_ops, u, leftover,
+    u->link = up_link_new(u->ll, fd, ssl, true, &u->cfg.link, &uplink_link_ops, u, leftover,
                           leftover_len);
     if (!u->link) {
         schedule_retry(u, "out of memory", 0);
@@ -223,14 +225,16 @@ static void dial_now(struct up_uplink *u)
     }
 }
 
-struct up_uplink *up_uplink_new(uv_loop_t *loop, const struct up_uplink_cfg *cfg,
+struct up_uplink *up_uplink_new(struct up_linkloop *ll, const struct up_uplink_cfg *cfg,
                                 const struct up_uplink_ops *ops, void *ud)
 {
     struct up_uplink *u = up_calloc(1, sizeof(*u));
     if (!u) {
         return NULL;
     }
+    uv_loop_t *loop = up_linkloop_loop(ll);
     u->loop = loop;
+    u->ll = up_linkloop_ref(ll);
     u->cfg = *cfg;
     u->ops = ops;
     u->ud = ud;

@@ -52,7 +52,9 @@ struct up_uplink_ops {
     void (*on_drained)(struct up_uplink *u);
 };
 
-struct up_uplink *up_uplink_new(uv_loop_t *loop, const struct up_uplink_cfg *cfg,
+/* Start an uplink on ll's loop (it holds a reference to ll until it has freed itself).
+ * Returns NULL when out of memory. */
+struct up_uplink *up_uplink_new(struct up_linkloop *ll, const struct up_uplink_cfg *cfg,
                                 const struct up_uplink_ops *ops, void *ud);
 void *up_uplink_ud(const struct up_uplink *u);
 /* Stop: close every link, active and draining (their streams reset), cancel dials and timers.

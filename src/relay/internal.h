@@ -176,6 +176,7 @@ struct hconn {
 
 struct up_relay {
     uv_loop_t *loop;
+    struct up_linkloop *ll; /* the links' flusher; released at shutdown */
     struct up_relay_cfg cfg;
     struct up_listener lsock;
     struct ssl_ctx_st *tls;

@@ -3,6 +3,7 @@
 
 #include <jansson.h>
 #include <netinet/in.h>
+#include <openssl/ssl.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -587,8 +588,15 @@ static void become_link(struct hconn *c)
         }
     }
     hc_close(c, true);
+    if (!r->ll) { /* shut down meanwhile: hc_close of every connection makes this unreachable */
+        SSL_free(ssl);
+        close(fd);
+        up_free(copy);
+        up_free(rl);
+        return;
+    }
     rl->link =
-        up_link_new(r->loop, fd, ssl, false, &r->cfg.link, &link_ops, rl, copy, copy ? left : 0);
+        up_link_new(r->ll, fd, ssl, false, &r->cfg.link, &link_ops, rl, copy, copy ? left : 0);
     up_free(copy);
     if (!rl->link) {
         up_free(rl);
@@ -1277,8 +1285,10 @@ struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, c
     if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
         up_addr_format((struct sockaddr *)&bound, r->addr, sizeof r->addr);
     }
-    if (up_listener_start(&r->lsock, loop, fd, on_accept, r) < 0) {
-        snprintf(err, cap, "cannot watch the listening socket");
+    r->ll = up_linkloop_new(loop);
+    if (!r->ll || up_listener_start(&r->lsock, loop, fd, on_accept, r) < 0) {
+        snprintf(err, cap, r->ll ? "cannot watch the listening socket" : "out of memory");
+        up_linkloop_unref(r->ll);
         up_tls_ctx_free(r->tls);
         up_free(r);
         return NULL;
@@ -1335,6 +1345,9 @@ void up_relay_shutdown(struct up_relay *r)
         return;
     }
     r->shutting = true;
+    /* No link is made after this; the ones alive hold the flusher until they are gone. */
+    up_linkloop_unref(r->ll);
+    r->ll = NULL;
     pairings_shutdown(r);
     /* Closed now, not at exit: a replacement relay can bind the port while we drain. */
     up_listener_close(&r->lsock);
@@ -1375,6 +1388,7 @@ void up_relay_free(struct up_relay *r)
     if (!r) {
         return;
     }
+    up_linkloop_unref(r->ll);
     up_tls_ctx_free(r->tls);
     up_free(r->seen);
     up_free(r);

@@ -2,12 +2,14 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
 #include "link/dial.h"
 #include "link/pipe.h"
 #include "link/url.h"
+#include "net/sock.h"
 #include "proto/fwd.h"
 #include "proto/token.h"
 
@@ -31,6 +33,7 @@ struct up_agent {
     bool drain_timer_on;
     bool draining;
     bool stopping;
+    void *embed; /* borrowed: the embedding layer's */
 };
 
 /* One backend connection: the pipe plus the dial that precedes it. */
@@ -220,6 +223,30 @@ static void on_backend(void *ud, int err, const char *reason, int status, int fd
     up_link_accept(&p->st);
 }
 
+/* An in-process service: the stream's pipe gets one end of a socketpair, the application the
+ * other, as if the backend had been dialed and had answered at once. */
+static void serve_in_process(struct bconn *b, const struct up_agent_service *svc)
+{
+    int fds[2];
+    struct up_pipe *p = b->pipe;
+    if (up_sock_pair(fds) < 0) {
+        UP_LOGW("service '%s': no socketpair for a stream (out of descriptors?)", b->service);
+        up_pipe_abort(p, UP_MUX_C_INTERNAL, "agent: out of descriptors"); /* frees b */
+        return;
+    }
+    if (up_pipe_start(p, fds[0], fds[0]) < 0) {
+        close(fds[1]); /* the pipe failed, closed fds[0] and reports done */
+        return;
+    }
+    if (b->preface_len && up_pipe_preface(p, b->preface, b->preface_len) < 0) {
+        close(fds[1]);
+        up_pipe_abort(p, UP_MUX_C_INTERNAL, "agent out of memory"); /* frees b */
+        return;
+    }
+    up_link_accept(&p->st);
+    svc->fn(svc->fn_ud, svc->name, fds[1], b->client);
+}
+
 static const struct up_agent_service *find_service(const struct up_agent *a, const char *name,
                                                    size_t len)
 {
@@ -286,6 +313,10 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
         up_pipe_abort(p, UP_MUX_C_INTERNAL, "out of memory");
         return;
     }
+    if (svc->fn) {
+        serve_in_process(b, svc);
+        return;
+    }
     struct up_dial_cfg dc = {
         .host = svc->host,
         .port = svc->port,
@@ -305,6 +336,11 @@ static void on_up(struct up_uplink *u, struct up_link *l)
     (void)l;
     UP_LOGI("connected to relay %s:%u, serving %zu service(s)%s", a->cfg.up.host, a->cfg.up.port,
             a->cfg.n_services, link_label(al, lb, sizeof lb));
+    if (a->cfg.on_event) {
+        char where[300];
+        snprintf(where, sizeof where, "%s:%u", a->cfg.up.host, a->cfg.up.port);
+        a->cfg.on_event(a->cfg.event_ud, UP_AGENT_EV_UP, where, 0);
+    }
 }
 
 static void on_down(struct up_uplink *u, const char *reason, int status, uint64_t retry_ms)
@@ -321,6 +357,21 @@ static void on_down(struct up_uplink *u, const char *reason, int status, uint64_
     } else {
         UP_LOGW("relay link down%s: %s (retrying in %.1fs)", link_label(al, lb, sizeof lb), reason,
                 (double)retry_ms / 1000.0);
+    }
+    if (a->cfg.on_event) {
+        bool refused = status == 401 || status == 403;
+        a->cfg.on_event(a->cfg.event_ud, refused ? UP_AGENT_EV_REFUSED : UP_AGENT_EV_DOWN, reason,
+                        status);
+    }
+}
+
+static void on_drain(struct up_uplink *u, struct up_link *l, const char *reason)
+{
+    struct alink *al = up_uplink_ud(u);
+    struct up_agent *a = al->agent;
+    (void)l;
+    if (a->cfg.on_event && !a->stopping && !a->draining) {
+        a->cfg.on_event(a->cfg.event_ud, UP_AGENT_EV_DRAIN, reason, 0);
     }
 }
 
@@ -359,11 +410,12 @@ static const struct up_uplink_ops agent_ops = {
     .on_up = on_up,
     .on_down = on_down,
     .on_open = on_open,
+    .on_drain = on_drain,
     .on_drained = on_drained,
 };
 
-struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const char *base_path,
-                              char *err, size_t cap)
+struct up_agent *up_agent_start_cfg(uv_loop_t *loop, struct up_agent_cfg *cfg,
+                                    const char *base_path, char *err, size_t cap)
 {
     struct up_agent *a = up_calloc(1, sizeof(*a));
     if (!a) {
@@ -434,7 +486,7 @@ struct up_agent *up_agent_new(uv_loop_t *loop, struct up_agent_cfg *cfg, const c
     return a;
 }
 
-void up_agent_stop(struct up_agent *a)
+void up_agent_close(struct up_agent *a)
 {
     if (a->stopping) {
         return;
@@ -454,16 +506,16 @@ static void on_drain_timeout(uv_timer_t *t)
     struct up_agent *a = t->data;
     UP_LOGI("drain timeout after %gs: resetting %zu stream(s)",
             (double)a->cfg.drain_timeout_ms / 1000.0, a->nstreams);
-    up_agent_stop(a);
+    up_agent_close(a);
 }
 
-void up_agent_shutdown(struct up_agent *a)
+void up_agent_drain(struct up_agent *a)
 {
     if (a->stopping || a->draining) {
         return;
     }
     if (a->cfg.drain_timeout_ms == 0) {
-        up_agent_stop(a);
+        up_agent_close(a);
         return;
     }
     a->draining = true;
@@ -481,7 +533,17 @@ void up_agent_shutdown(struct up_agent *a)
     }
 }
 
-void up_agent_free(struct up_agent *a)
+void up_agent_release(struct up_agent *a)
 {
     up_free(a);
+}
+
+void up_agent_set_embed(struct up_agent *a, void *embed)
+{
+    a->embed = embed;
+}
+
+void *up_agent_embed(const struct up_agent *a)
+{
+    return a->embed;
 }

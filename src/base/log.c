@@ -1,6 +1,7 @@
 #include "base/log.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -10,6 +11,15 @@ static const char *g_role = "-";
 static up_log_sink_fn g_sink;
 static void *g_ud;
 
+struct log_cfg {
+    bool set;
+    enum up_log_level level;
+    const char *role;
+    up_log_sink_fn sink;
+    void *ud;
+};
+static _Thread_local struct log_cfg tl;
+
 static const char *const level_names[] = {"error", "warn", "info", "debug", "trace"};
 
 void up_log_setup(enum up_log_level level, const char *role, up_log_sink_fn sink, void *ud)
@@ -18,6 +28,15 @@ void up_log_setup(enum up_log_level level, const char *role, up_log_sink_fn sink
     g_role = role ? role : "-";
     g_sink = sink;
     g_ud = ud;
+}
+
+void up_log_thread(enum up_log_level level, const char *role, up_log_sink_fn sink, void *ud)
+{
+    tl.set = sink != NULL;
+    tl.level = level;
+    tl.role = role ? role : "-";
+    tl.sink = sink;
+    tl.ud = ud;
 }
 
 int up_log_parse_level(const char *s, enum up_log_level *out)
@@ -33,14 +52,15 @@ int up_log_parse_level(const char *s, enum up_log_level *out)
 
 int up_log_enabled(enum up_log_level lvl)
 {
-    return lvl <= g_level;
+    return tl.set ? lvl <= tl.level : g_sink && lvl <= g_level;
 }
 
 void up_log(enum up_log_level lvl, const char *fmt, ...)
 {
-    if (lvl > g_level) {
+    if (!up_log_enabled(lvl)) {
         return;
     }
+    const char *role = tl.set ? tl.role : g_role;
     char line[1024];
     struct timespec ts;
     struct tm tm;
@@ -48,7 +68,7 @@ void up_log(enum up_log_level lvl, const char *fmt, ...)
     gmtime_r(&ts.tv_sec, &tm);
     int n = snprintf(line, sizeof line, "%04d-%02d-%02dT%02d:%02d:%02d.%03ldZ %s %s ",
                      tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                     ts.tv_nsec / 1000000, level_names[lvl], g_role);
+                     ts.tv_nsec / 1000000, level_names[lvl], role);
     if (n < 0) {
         return;
     }
@@ -56,9 +76,9 @@ void up_log(enum up_log_level lvl, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(line + n, sizeof line - (size_t)n, fmt, ap);
     va_end(ap);
-    if (g_sink) {
-        g_sink(g_ud, line);
+    if (tl.set) {
+        tl.sink(tl.ud, lvl, line);
     } else {
-        fprintf(stderr, "%s\n", line);
+        g_sink(g_ud, lvl, line);
     }
 }

@@ -4,11 +4,15 @@
 
 enum up_log_level { UP_LOG_ERROR, UP_LOG_WARN, UP_LOG_INFO, UP_LOG_DEBUG, UP_LOG_TRACE };
 
-typedef void (*up_log_sink_fn)(void *ud, const char *line);
+typedef void (*up_log_sink_fn)(void *ud, enum up_log_level lvl, const char *line);
 
-/* Set the minimum level that is written, the role printed on every line and the sink
- * (NULL sink: stderr). Call once at start-up, before any thread exists. */
+/* Set the process's minimum level that is written, the role printed on every line and the
+ * sink (NULL: lines are dropped; the library never writes to stderr by itself, the CLI passes
+ * a sink that does). Call once at start-up, before any thread exists. */
 void up_log_setup(enum up_log_level level, const char *role, up_log_sink_fn sink, void *ud);
+/* The same for the calling thread only (an embedded agent's own thread, or the thread of an
+ * application's loop); it wins over up_log_setup there. A NULL sink clears it. */
+void up_log_thread(enum up_log_level level, const char *role, up_log_sink_fn sink, void *ud);
 /* Parse "error|warn|info|debug|trace". Returns 0 or -1. */
 int up_log_parse_level(const char *s, enum up_log_level *out);
 /* Whether lvl would be written. */

@@ -5,38 +5,17 @@
 #include "base/log.h"
 #include "cli/common.h"
 
-static const struct up_opt agent_opts[] = {
-    UP_DIAL_OPTS,
-    {"service", UP_OPT_LIST, NULL, "NAME=tcp|http://HOST:PORT[?proxy-protocol=v1|v2]",
-     "a service to offer through the relay (repeat for more). tcp:// services are reached with a "
-     "client token (underpass connect, wss://relay/s/NAME); http:// services also through the "
-     "relay's HTTP reverse proxy, without a token unless --protect names them. ?proxy-protocol=v1 "
-     "or =v2 sends the backend a PROXY protocol header (haproxy's) with the client's address "
-     "first"},
-    {"protect", UP_OPT_LIST, NULL, "NAME",
-     "an http service that needs a client token on the relay's reverse proxy too (Authorization: "
-     "Bearer, or once ?underpass_token=TOKEN, which sets a cookie); repeat for more"},
-    {"backend-timeout", UP_OPT_DURATION, "10s", "DURATION", "limit for connecting to a backend"},
-    {"links", UP_OPT_U64, "1", "N",
-     "independent links to the relay (1-16), each serving every service; the relay spreads new "
-     "streams over them"},
-    {"drain-timeout", UP_OPT_DURATION, "30s", "DURATION",
-     "on SIGTERM/SIGINT, time streams get to finish before the agent exits (0 = exit at once)"},
-    UP_LINK_OPTS,
-    {"no-splice", UP_OPT_FLAG, NULL, NULL,
-     "copy relayed bytes through user space instead of moving them with splice(2) "
-     "(plain ws:// links only; for kernels or sockets where splice misbehaves)"},
-};
-#define NOPTS (sizeof agent_opts / sizeof agent_opts[0])
+#define agent_opts up_agent_opts
+#define NOPTS up_agent_nopts
 
 static void stop(void *ud)
 {
-    up_agent_shutdown(ud);
+    up_agent_drain(ud);
 }
 
 int cmd_agent(int argc, char **argv)
 {
-    struct up_opt_val v[NOPTS];
+    static struct up_opt_val v[UP_OPT_MAX_TABLE];
     const char *pos[4];
     size_t npos;
     bool help;
@@ -79,60 +58,18 @@ int cmd_agent(int argc, char **argv)
         return 2;
     }
     static struct up_agent_cfg cfg;
-    char base[512];
-    if (cli_uplink_cfg("agent", agent_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
-        return 2;
+    static struct up_setup_store st; /* cfg points into it */
+    if (up_setup_agent(v, &st, &cfg, 0, err, sizeof err) < 0) {
+        return cli_fail("agent", "%s", err);
     }
-    const struct up_opt_val *svc = cli_val(agent_opts, NOPTS, v, "service");
-    if (svc->nlist == 0) {
-        return cli_fail("agent", "at least one --service NAME=tcp://HOST:PORT is required");
-    }
-    if (svc->nlist > UP_AGENT_MAX_SERVICES) {
-        return cli_fail("agent", "at most %d services", UP_AGENT_MAX_SERVICES);
-    }
-    for (size_t i = 0; i < svc->nlist; i++) {
-        if (up_agent_parse_service(svc->list[i], &cfg.services[i], err, sizeof err) < 0) {
-            return cli_fail("agent", "%s", err);
-        }
-        for (size_t j = 0; j < i; j++) {
-            if (strcmp(cfg.services[i].name, cfg.services[j].name) == 0) {
-                return cli_fail("agent", "service '%s' given twice", cfg.services[i].name);
-            }
-        }
-    }
-    cfg.n_services = svc->nlist;
-    const struct up_opt_val *prot = cli_val(agent_opts, NOPTS, v, "protect");
-    for (size_t i = 0; i < prot->nlist; i++) {
-        size_t j = 0;
-        while (j < cfg.n_services && strcmp(cfg.services[j].name, prot->list[i]) != 0) {
-            j++;
-        }
-        if (j == cfg.n_services) {
-            return cli_fail("agent", "--protect %s: no such --service", prot->list[i]);
-        }
-        if (!cfg.services[j].http) {
-            return cli_fail("agent",
-                            "--protect %s: only http:// services are protected this way (a tcp "
-                            "service always needs a client token)",
-                            prot->list[i]);
-        }
-        cfg.services[j].protect = true;
-    }
-    cfg.backend_timeout_ms = cli_val(agent_opts, NOPTS, v, "backend-timeout")->num;
-    uint64_t links = cli_val(agent_opts, NOPTS, v, "links")->num;
-    if (links < 1 || links > UP_AGENT_MAX_LINKS) {
-        return cli_fail("agent", "--links must be 1..%d", UP_AGENT_MAX_LINKS);
-    }
-    cfg.links = (size_t)links;
-    cfg.drain_timeout_ms = cli_val(agent_opts, NOPTS, v, "drain-timeout")->num;
     uv_loop_t *loop = uv_default_loop();
-    struct up_agent *a = up_agent_new(loop, &cfg, base, err, sizeof err);
+    struct up_agent *a = up_agent_start_cfg(loop, &cfg, st.base_path, err, sizeof err);
     if (!a) {
         return cli_fail("agent", "%s", err);
     }
     cli_signals(loop, stop, a);
     uv_run(loop, UV_RUN_DEFAULT);
     uv_loop_close(loop);
-    up_agent_free(a);
+    up_agent_release(a);
     return 0;
 }

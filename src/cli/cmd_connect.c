@@ -6,20 +6,8 @@
 #include "client/client.h"
 #include "proto/token.h"
 
-static const struct up_opt connect_opts[] = {
-    UP_DIAL_OPTS,
-    {"listen", UP_OPT_STR, NULL, "IP:PORT", "accept local connections here, one stream each"},
-    {"stdio", UP_OPT_FLAG, NULL, NULL,
-     "use stdin/stdout as the one stream (ssh -o ProxyCommand=...)"},
-    {"hold", UP_OPT_DURATION, "10s", "DURATION",
-     "how long a local connection may wait while the relay link is down (and, when the "
-     "relay comes back before the agent, for the agent)"},
-    UP_LINK_OPTS,
-    {"no-splice", UP_OPT_FLAG, NULL, NULL,
-     "copy relayed bytes through user space instead of moving them with splice(2) "
-     "(plain ws:// links only; for kernels or sockets where splice misbehaves)"},
-};
-#define NOPTS (sizeof connect_opts / sizeof connect_opts[0])
+#define connect_opts up_connect_opts
+#define NOPTS up_connect_nopts
 
 static void stop(void *ud)
 {
@@ -28,7 +16,7 @@ static void stop(void *ud)
 
 int cmd_connect(int argc, char **argv)
 {
-    struct up_opt_val v[NOPTS];
+    static struct up_opt_val v[UP_OPT_MAX_TABLE];
     const char *pos[4];
     size_t npos;
     bool help;
@@ -61,10 +49,9 @@ int cmd_connect(int argc, char **argv)
         return cli_fail("connect", "'%s' is not a valid service name", pos[0]);
     }
     static struct up_client_cfg cfg;
-    cfg.service = pos[0];
+    static struct up_setup_store st; /* cfg points into it */
     cfg.listen = cli_val(connect_opts, NOPTS, v, "listen")->str;
     cfg.stdio = cli_val(connect_opts, NOPTS, v, "stdio")->num != 0;
-    cfg.hold_ms = cli_val(connect_opts, NOPTS, v, "hold")->num;
     if (!cfg.stdio == !cfg.listen) {
         return cli_fail("connect", "give exactly one of --listen IP:PORT or --stdio");
     }
@@ -73,14 +60,13 @@ int cmd_connect(int argc, char **argv)
     }
     if (cfg.stdio && !cli_val(connect_opts, NOPTS, v, "log-level")->set) {
         /* ssh shows our stderr: keep it quiet unless asked. */
-        up_log_setup(UP_LOG_WARN, "connect", NULL, NULL);
+        up_log_setup(UP_LOG_WARN, "connect", cli_log_stderr, NULL);
     }
-    char base[512];
-    if (cli_uplink_cfg("connect", connect_opts, NOPTS, v, &cfg.up, base, sizeof base) != 0) {
-        return 2;
+    if (up_setup_client(v, pos[0], &st, &cfg, err, sizeof err) < 0) {
+        return cli_fail("connect", "%s", err);
     }
     uv_loop_t *loop = uv_default_loop();
-    struct up_client *c = up_client_new(loop, &cfg, base, err, sizeof err);
+    struct up_client *c = up_client_new(loop, &cfg, st.base_path, err, sizeof err);
     if (!c) {
         return cli_fail("connect", "%s", err);
     }

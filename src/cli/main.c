@@ -29,6 +29,7 @@ int main(int argc, char **argv)
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
+    up_log_setup(UP_LOG_INFO, "-", cli_log_stderr, NULL); /* until the command sets its own */
     const char *cmd = argv[1];
     if (strcmp(cmd, "relay") == 0) {
         return cmd_relay(argc, argv);

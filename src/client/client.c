@@ -169,15 +169,8 @@ static void on_accept(void *ud, int fd, const struct sockaddr_storage *peer)
     struct up_client *c = ud;
     char pa[80];
     up_addr_format((const struct sockaddr *)peer, pa, sizeof pa);
-    int rv = c->link ? open_stream(c, fd, fd, pa, uv_now(c->loop), false) : UP_ESTATE;
-    if (rv == UP_ESTATE) {
-        /* No link, or it is going away and its replacement is not up yet. */
-        hold(c, fd, pa);
-        return;
-    }
-    if (rv < 0 && rv != UP_ESYS) {
-        UP_LOGW("cannot open a stream for %s: %s", pa, up_strerror(rv));
-        close(fd);
+    if (up_client_adopt(c, fd, pa) < 0) {
+        close(fd); /* stopping: the listener is about to close */
     }
 }
 
@@ -299,7 +292,7 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
     }
     snprintf(c->path, sizeof c->path, "%.*s/v1/connect", (int)(bl > 900 ? 900 : bl), base_path);
     c->cfg.up.path = c->path;
-    if (!cfg->stdio) {
+    if (cfg->listen) {
         char host[256];
         uint16_t port;
         struct sockaddr_storage sa;
@@ -329,6 +322,8 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
             return NULL;
         }
         c->listening = true;
+    }
+    if (!cfg->stdio) {
         uv_timer_init(loop, &c->held_timer);
         c->held_timer.data = c;
         c->held_timer_init = true;
@@ -346,6 +341,23 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
         return NULL;
     }
     return c;
+}
+
+int up_client_adopt(struct up_client *c, int fd, const char *peer)
+{
+    if (c->stopping || c->cfg.stdio) {
+        return UP_ESTATE;
+    }
+    int rv = c->link ? open_stream(c, fd, fd, peer, uv_now(c->loop), false) : UP_ESTATE;
+    if (rv == UP_ESTATE) {
+        hold(c, fd, peer);
+        return UP_OK;
+    }
+    if (rv < 0 && rv != UP_ESYS) {
+        UP_LOGW("cannot open a stream for %s: %s", peer, up_strerror(rv));
+        close(fd);
+    }
+    return UP_OK;
 }
 
 int up_client_status(const struct up_client *c)

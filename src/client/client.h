@@ -13,7 +13,7 @@ struct up_client_cfg {
     struct up_uplink_cfg up;
     uint64_t hold_ms; /* how long a local connection may wait for the relay link */
     const char *service;
-    const char *listen; /* NULL with stdio */
+    const char *listen; /* NULL with stdio, or for streams handed in (up_client_adopt) */
     bool stdio;
 };
 
@@ -21,6 +21,11 @@ struct up_client;
 
 struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, const char *base_path,
                                 char *err, size_t cap);
+/* Make fd (a connected stream socket, ours from here) one stream to the service, as if it had
+ * been accepted on the listening socket: opened at once, or held while the link is down.
+ * On any failure fd is closed (the other end reads EOF). Returns UP_OK or UP_ESTATE (stopped,
+ * or a --stdio client; fd is not taken then). */
+int up_client_adopt(struct up_client *c, int fd, const char *peer);
 /* Exit status for the process: 0, or 1 when the stdio stream failed. */
 int up_client_status(const struct up_client *c);
 const char *up_client_addr(const struct up_client *c);

@@ -4,6 +4,10 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <string.h>
@@ -224,7 +228,24 @@ int up_sock_splice_out(struct up_sock *s, int pipe_r, size_t len, size_t *n)
     if (s->ssl) {
         return UP_EINVAL;
     }
+    /* splice(2) has no MSG_NOSIGNAL: a peer that reset raises SIGPIPE. Keep it blocked in this
+     * thread for the call and take back one we caused, so a host application's SIGPIPE
+     * disposition never matters (the libpq way). */
+    sigset_t pipe_set, old;
+    sigemptyset(&pipe_set);
+    sigaddset(&pipe_set, SIGPIPE);
+    sigset_t pending;
+    sigemptyset(&pending);
+    bool was_pending = sigpending(&pending) == 0 && sigismember(&pending, SIGPIPE);
+    (void)pthread_sigmask(SIG_BLOCK, &pipe_set, &old);
     ssize_t r = splice(pipe_r, NULL, s->fd, NULL, len, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    int saved = errno;
+    if (r < 0 && errno == EPIPE && !was_pending) {
+        struct timespec zero = {0, 0};
+        (void)sigtimedwait(&pipe_set, NULL, &zero);
+    }
+    (void)pthread_sigmask(SIG_SETMASK, &old, NULL);
+    errno = saved;
     if (r > 0) {
         *n = (size_t)r;
         return UP_OK;
@@ -272,13 +293,27 @@ int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n)
     return UP_ESYS;
 }
 
+int up_sock_pair(int fds[2])
+{
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fds) < 0) {
+        return UP_ESYS;
+    }
+    return UP_OK;
+}
+
 int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *n)
 {
     *n = 0;
     if (s->ssl) {
         return UP_EINVAL;
     }
-    ssize_t r = writev(s->fd, iov, cnt);
+    /* sendmsg for MSG_NOSIGNAL: a peer that went away must not raise SIGPIPE in a host
+     * application (libunderpass installs no handler). stdout of --stdio may be a pipe. */
+    struct msghdr mh = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
+    ssize_t r = sendmsg(s->fd, &mh, MSG_NOSIGNAL);
+    if (r < 0 && errno == ENOTSOCK) {
+        r = writev(s->fd, iov, cnt);
+    }
     if (r > 0) {
         *n = (size_t)r;
         return UP_OK;

@@ -50,6 +50,9 @@ void up_sock_want(struct up_sock *s, bool r, bool w);
 UP_NODISCARD int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
 /* Write up to len bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n);
+/* A connected AF_UNIX stream pair, both ends non-blocking and close-on-exec (in-process
+ * services and streams of the embedding API). Returns UP_OK or UP_ESYS. */
+UP_NODISCARD int up_sock_pair(int fds[2]);
 /* Gathered write for plain sockets (UP_EINVAL on TLS). Returns UP_OK with *n > 0, UP_EAGAIN or
  * UP_ESYS. */
 UP_NODISCARD int up_sock_writev(struct up_sock *s, const struct iovec *iov, int cnt, size_t *n);

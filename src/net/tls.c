@@ -1,5 +1,8 @@
 #include "net/tls.h"
 
+#include <pthread.h>
+#include <sys/socket.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
@@ -88,16 +91,64 @@ void up_tls_ctx_free(struct ssl_ctx_st *ctx)
     SSL_CTX_free(ctx);
 }
 
+/* OpenSSL's socket BIO writes with write(2), which raises SIGPIPE when the peer has gone: a
+ * library must not kill its host for that (and must not install a handler either). This
+ * method is the socket BIO with its write replaced by send(MSG_NOSIGNAL). Made once, then
+ * only read: shared by every loop and thread. */
+static BIO_METHOD *nosig_method;
+static pthread_once_t nosig_once = PTHREAD_ONCE_INIT;
+
+static int nosig_write(BIO *b, const char *buf, int len)
+{
+    int fd = -1;
+    (void)BIO_get_fd(b, &fd);
+    ssize_t r = send(fd, buf, (size_t)len, MSG_NOSIGNAL);
+    BIO_clear_retry_flags(b);
+    if (r <= 0 && BIO_sock_should_retry((int)r)) {
+        BIO_set_retry_write(b);
+    }
+    return (int)r;
+}
+
+static void nosig_init(void)
+{
+    const BIO_METHOD *sock = BIO_s_socket();
+    BIO_METHOD *m = BIO_meth_new(BIO_TYPE_SOCKET, "socket (no SIGPIPE)");
+    if (!m || BIO_meth_set_write(m, nosig_write) != 1 ||
+        BIO_meth_set_read(m, BIO_meth_get_read(sock)) != 1 ||
+        BIO_meth_set_puts(m, BIO_meth_get_puts(sock)) != 1 ||
+        BIO_meth_set_ctrl(m, BIO_meth_get_ctrl(sock)) != 1 ||
+        BIO_meth_set_create(m, BIO_meth_get_create(sock)) != 1 ||
+        BIO_meth_set_destroy(m, BIO_meth_get_destroy(sock)) != 1) {
+        BIO_meth_free(m);
+        return;
+    }
+    nosig_method = m;
+}
+
+/* A socket BIO on fd that never raises SIGPIPE; NULL when out of memory. */
+static BIO *nosig_bio(int fd)
+{
+    (void)pthread_once(&nosig_once, nosig_init);
+    BIO *b = nosig_method ? BIO_new(nosig_method) : NULL;
+    if (b) {
+        BIO_set_fd(b, fd, BIO_NOCLOSE);
+    }
+    return b;
+}
+
 int up_tls_attach(struct up_sock *s, struct ssl_ctx_st *ctx, bool server, const char *host)
 {
     SSL *ssl = SSL_new(ctx);
     if (!ssl) {
         return UP_ENOMEM;
     }
-    if (SSL_set_fd(ssl, s->fd) != 1) {
+    BIO *bio = nosig_bio(s->fd);
+    if (!bio) {
         SSL_free(ssl);
         return UP_ENOMEM;
     }
+    SSL_set_bio(ssl, bio, bio);
     if (server) {
         SSL_set_accept_state(ssl);
     } else {

@@ -1,8 +1,8 @@
 /* One table per subcommand is the only source of flags, environment variables, defaults and
  * --help (STYLE §10). Precedence: flag > UNDERPASS_* environment > default. Options of kind
  * UP_OPT_SECRET also accept NAME-file / UNDERPASS_NAME_FILE, read from a file. */
-#ifndef UP_CLI_OPTS_H
-#define UP_CLI_OPTS_H
+#ifndef UP_LIB_OPTS_H
+#define UP_LIB_OPTS_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -28,6 +28,7 @@ struct up_opt {
 };
 
 #define UP_OPT_MAX_LIST 64
+#define UP_OPT_MAX_TABLE 64 /* options per table (a bound for the callers' value arrays) */
 
 struct up_opt_val {
     bool set;
@@ -48,6 +49,18 @@ int up_opts_parse(const struct up_opt *tab, size_t n, int argc, char **argv, int
  * variable and default. */
 void up_opts_help(FILE *f, const char *usage, const char *desc, const struct up_opt *tab, size_t n,
                   const char *examples);
+/* Reset vals[0..n) to the table's defaults (nothing from argv or the environment). Returns 0,
+ * or -1 with a message in err (a bad default: our bug). */
+int up_opts_defaults(const struct up_opt *tab, size_t n, struct up_opt_val *vals, char *err,
+                     size_t cap);
+/* Set option name from text, as --name text would (a list option gets one more value). text
+ * is not copied: it must outlive vals. Returns 0, or -1 with a message in err (unknown name,
+ * bad value). */
+int up_opts_set(const struct up_opt *tab, size_t n, struct up_opt_val *vals, const char *name,
+                const char *text, char *err, size_t cap);
+/* Read a secret from a file (at most 8 KiB, trailing newlines cut). Returns an up_malloc'd
+ * string the caller frees, or NULL with a message in err. */
+char *up_opts_read_secret(const char *path, char *err, size_t cap);
 /* Index of option name in tab, or -1. */
 int up_opts_find(const struct up_opt *tab, size_t n, const char *name);
 

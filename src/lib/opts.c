@@ -1,4 +1,4 @@
-#include "cli/opts.h"
+#include "lib/opts.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -34,7 +34,7 @@ int up_opts_find(const struct up_opt *tab, size_t n, const char *name)
     return -1;
 }
 
-static char *read_secret_file(const char *path, char *err, size_t cap)
+char *up_opts_read_secret(const char *path, char *err, size_t cap)
 {
     FILE *f = fopen(path, "rb");
     if (!f) {
@@ -90,7 +90,7 @@ static int set_value(const struct up_opt *o, struct up_opt_val *v, const char *t
         break;
     case UP_OPT_SECRET:
         if (from_file) {
-            char *s = read_secret_file(text, err, cap);
+            char *s = up_opts_read_secret(text, err, cap);
             if (!s) {
                 return -1;
             }
@@ -269,6 +269,40 @@ int up_opts_parse(const struct up_opt *tab, size_t n, int argc, char **argv, int
         }
     }
     return 0;
+}
+
+int up_opts_defaults(const struct up_opt *tab, size_t n, struct up_opt_val *vals, char *err,
+                     size_t cap)
+{
+    memset(vals, 0, n * sizeof(*vals));
+    for (size_t i = 0; i < n; i++) {
+        if (tab[i].def) {
+            if (set_value(&tab[i], &vals[i], tab[i].def, "default", false, err, cap) < 0) {
+                return -1;
+            }
+            vals[i].set = false;
+        }
+    }
+    return 0;
+}
+
+int up_opts_set(const struct up_opt *tab, size_t n, struct up_opt_val *vals, const char *name,
+                const char *text, char *err, size_t cap)
+{
+    int idx = up_opts_find(tab, n, name);
+    if (idx < 0) {
+        snprintf(err, cap, "unknown option '%s'", name);
+        return -1;
+    }
+    if (!text) {
+        snprintf(err, cap, "option '%s' needs a value", name);
+        return -1;
+    }
+    struct up_opt_val *v = &vals[idx];
+    if (tab[idx].kind == UP_OPT_LIST && !v->set) {
+        v->nlist = 0; /* the first value given replaces a default list */
+    }
+    return set_value(&tab[idx], v, text, name, false, err, cap);
 }
 
 void up_opts_help(FILE *f, const char *usage, const char *desc, const struct up_opt *tab, size_t n,

@@ -5,7 +5,7 @@ JOBS ?= $(shell nproc)
 CMAKE_FLAGS ?= -DCMAKE_BUILD_TYPE=RelWithDebInfo
 
 .PHONY: all deps build demo test unit integration conformance asan fuzz fuzz-smoke bench \
-	bench-smoke format format-check checksrc clean
+	bench-smoke format format-check checksrc install clean
 
 all: build
 
@@ -78,6 +78,12 @@ bench-smoke: build
 
 checksrc:
 	@scripts/checksrc.sh
+
+# The binary, libunderpass (.so, .a), its headers and underpass.pc under PREFIX (DESTDIR is
+# honoured, for packaging).
+PREFIX ?= /usr/local
+install: build
+	@DESTDIR=$(DESTDIR) cmake --install $(BUILD) --prefix $(PREFIX) >/dev/null
 
 format:
 	@clang-format -i $$(git ls-files '*.c' '*.h')

@@ -51,6 +51,11 @@ UP_API const char *up_version(void)
     return UNDERPASS_VERSION;
 }
 
+UP_API int up_abi_version(void)
+{
+    return UNDERPASS_VERSION_MAJOR;
+}
+
 UP_API const char *up_error_name(int err)
 {
     return up_strerror(err);
@@ -194,7 +199,9 @@ UP_API void up_options_log(struct up_options *o, int level, up_log_fn fn, void *
 {
     o->log = fn;
     o->log_ud = ud;
-    o->log_level = level < UP_LOG_ERROR ? UP_LOG_ERROR : level > UP_LOG_TRACE ? UP_LOG_TRACE : level;
+    o->log_level = level < UP_LOG_ERROR   ? UP_LOG_ERROR
+                   : level > UP_LOG_TRACE ? UP_LOG_TRACE
+                                          : level;
 }
 
 UP_API void up_options_events(struct up_options *o, up_event_fn fn, void *ud)
@@ -493,14 +500,16 @@ UP_API int up_connect_new(uv_loop_t *loop, const struct up_options *o, const cha
 {
     char msg[512];
     if (!loop || !o || !service || !out || o->role != UP_OPTIONS_CONNECT) {
-        set_err(err, errlen, "up_connect_new: a loop, options made for UP_OPTIONS_CONNECT, a service");
+        set_err(err, errlen,
+                "up_connect_new: a loop, options made for UP_OPTIONS_CONNECT, a service");
         return UP_E_INVAL;
     }
     const struct up_opt_val *lv = up_setup_val(o->tab, o->n, o->vals, "listen");
     const struct up_opt_val *sv = up_setup_val(o->tab, o->n, o->vals, "stdio");
     if (lv->str || sv->num) {
-        set_err(err, errlen, "listen and stdio are for the command line: open streams with "
-                             "up_connect_open()");
+        set_err(err, errlen,
+                "listen and stdio are for the command line: open streams with "
+                "up_connect_open()");
         return UP_E_INVAL;
     }
     if (strlen(service) >= sizeof((struct up_connect *)0)->service) {

@@ -154,8 +154,9 @@ int up_setup_dial(const struct up_opt *tab, size_t n, const struct up_opt_val *v
         return -1;
     }
     if (!token->str) {
-        snprintf(err, cap, "--token is required (or --token-file, UNDERPASS_TOKEN); mint one "
-                           "with `underpass token`");
+        snprintf(err, cap,
+                 "--token is required (or --token-file, UNDERPASS_TOKEN); mint one "
+                 "with `underpass token`");
         return -1;
     }
     uc->host = url->host;

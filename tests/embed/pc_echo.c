@@ -58,8 +58,7 @@ static void on_stream(void *ud, const char *service, int fd, const char *client)
     (void)service;
     (void)client;
     uv_thread_t t;
-    if (uv_thread_create(&t, echo_main, (void *)(intptr_t)fd) !=
-        0) {
+    if (uv_thread_create(&t, echo_main, (void *)(intptr_t)fd) != 0) {
         close(fd);
     }
 }

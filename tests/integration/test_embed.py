@@ -12,11 +12,13 @@ echo service through a real relay, reached with a real `underpass connect`.
 import os
 import pathlib
 import subprocess
+import threading
 
 import pytest
 
 from conftest import BIN, mint
-from harness import Flow, Proc, assert_all_ok, free_port_outside_ephemeral, wait_until
+from harness import (Flow, Proc, assert_all_ok, free_port_outside_ephemeral, gated_flows,
+                     wait_until)
 
 EXAMPLE = pathlib.Path(os.environ.get("UNDERPASS_EMBED_AGENT")
                        or pathlib.Path(BIN).parent / "examples" / "embed_agent")
@@ -46,8 +48,17 @@ def test_embedded_echo_survives_a_relay_restart(stack, example):
     c = stack.start_connect("echo", "--backoff-max", "1s")
     assert_all_ok([Flow(c.port, os.urandom(16 << 20))], 60, "16 MiB through the embedded echo")
     assert "embed_agent:" in app.text() and "connected" in app.text()
+    # The relay dies under load: the example (which leaves SIGPIPE at its default, fatal
+    # disposition) is writing to the dead link and its streams' sockets, and must live on.
+    gate = threading.Event()
+    doomed = gated_flows(c.port, 4, 16 << 20, gate)
+    gate.set()
+    wait_until(lambda: stack.stats()["bytes_relayed"] > 8 << 20, 10, "bulk data in flight")
     stack.relay_proc.kill()
+    wait_until(lambda: all(f.done for f in doomed), 5, "the cut streams ended")
+    assert not any(f.ok for f in doomed)
     app.wait_log("reconnecting", 5)
+    assert app.alive(), app.text()
     stack.start_relay(port=port, name="relay2")
     app.wait_log("serving echo", 10, count=2)
     c.wait_log("connected to relay", 10, count=2)

@@ -8,11 +8,14 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <errno.h>
+#include <signal.h>
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <sys/socket.h>
 #include <uv.h>
 
 #include "base/alloc.h"
@@ -35,6 +38,7 @@ struct echo {
 
 struct stack {
     uint32_t seed;
+    bool closer; /* the service closes each stream at once (SIGPIPE check) */
     uv_loop_t loop;
     struct up_relay *relay;
     struct up_agent *agent;
@@ -64,8 +68,7 @@ static void mint(const char *role_services, enum up_token_role role, char *out, 
     struct up_token_claims c = {.role = role, .n_services = 1, .exp = time(NULL) + 3600};
     snprintf(c.services[0], sizeof c.services[0], "%s", role_services);
     size_t len;
-    assert_int_equal(up_token_sign((const uint8_t *)SECRET, strlen(SECRET), &c, out, cap, &len),
-                     0);
+    assert_int_equal(up_token_sign((const uint8_t *)SECRET, strlen(SECRET), &c, out, cap, &len), 0);
 }
 
 static void echo_closed(uv_handle_t *h)
@@ -107,11 +110,39 @@ static void echo_cb(uv_poll_t *h, int status, int events)
     uv_poll_start(h, e->len ? UV_WRITABLE : UV_READABLE, echo_cb);
 }
 
+struct closer {
+    uv_timer_t t;
+    int fd;
+};
+
+static void closer_freed(uv_handle_t *h)
+{
+    up_free(h->data);
+}
+
+static void closer_cb(uv_timer_t *t)
+{
+    struct closer *k = t->data;
+    close(k->fd);
+    uv_close((uv_handle_t *)t, closer_freed);
+}
+
 static void on_stream(void *ud, const char *service, int fd, const char *client)
 {
     struct stack *st = ud;
     (void)service;
     (void)client;
+    if (st->closer) {
+        /* Let the client's bytes pile up in the socket first, unread, then close: the agent is
+         * in the middle of writing to it. */
+        struct closer *k = up_calloc(1, sizeof(*k));
+        assert_non_null(k);
+        k->fd = fd;
+        k->t.data = k;
+        uv_timer_init(&st->loop, &k->t);
+        uv_timer_start(&k->t, closer_cb, 300, 0);
+        return;
+    }
     struct echo *e = up_calloc(1, sizeof(*e));
     assert_non_null(e);
     e->fd = fd;
@@ -147,11 +178,16 @@ static void on_io(uv_poll_t *h, int status, int events)
 {
     struct stack *st = h->data;
     if (status < 0) {
-        finish(st, "poll error");
+        /* The far end reset our socket: the end of the closer's stream, an error otherwise. */
+        finish(st, st->closer ? NULL : "poll error");
         return;
     }
     if ((events & UV_WRITABLE) && st->sent < BYTES) {
-        ssize_t n = write(st->fd, st->data + st->sent, BYTES - st->sent);
+        ssize_t n = send(st->fd, st->data + st->sent, BYTES - st->sent, MSG_NOSIGNAL);
+        if (n < 0 && st->closer && (errno == EPIPE || errno == ECONNRESET)) {
+            finish(st, NULL);
+            return;
+        }
         if (n > 0) {
             st->sent += (size_t)n;
             if (st->sent == BYTES) {
@@ -162,6 +198,10 @@ static void on_io(uv_poll_t *h, int status, int events)
     if (events & UV_READABLE) {
         uint8_t buf[65536];
         ssize_t n = read(st->fd, buf, sizeof buf);
+        if (st->closer && (n == 0 || (n < 0 && errno == ECONNRESET))) {
+            finish(st, st->got == 0 ? NULL : "bytes from a service that closed at once");
+            return;
+        }
         if (n == 0) {
             finish(st, st->got == BYTES ? NULL : "EOF before every byte came back");
             return;
@@ -268,8 +308,8 @@ static void test_loops_two_stacks_two_threads(void **state)
     uv_thread_join(&ta);
     uv_thread_join(&tb);
     if (a.failed || b.failed) {
-        fail_msg("stack a: %s (%zu/%u back); stack b: %s (%zu/%u back)", a.why, a.got, BYTES,
-                 b.why, b.got, BYTES);
+        fail_msg("stack a: %s (%zu/%u back); stack b: %s (%zu/%u back)", a.why, a.got, BYTES, b.why,
+                 b.got, BYTES);
     }
     assert_int_equal(a.got, BYTES);
     assert_int_equal(b.got, BYTES);
@@ -277,10 +317,27 @@ static void test_loops_two_stacks_two_threads(void **state)
     assert_int_equal(b.echoes_open, 0);
 }
 
+/* An in-process service that closes its stream while the client still sends: the stream ends
+ * for the client (EOF or reset), and the process, which keeps SIGPIPE's default (fatal)
+ * disposition, lives on. (test_sock checks each write path for EPIPE without SIGPIPE.) */
+static void test_loops_service_closing_mid_stream(void **state)
+{
+    (void)state;
+    struct sigaction sa;
+    assert_int_equal(sigaction(SIGPIPE, NULL, &sa), 0);
+    assert_true(sa.sa_handler == SIG_DFL);
+    struct stack a = {.seed = 42, .closer = true};
+    run_stack(&a);
+    if (a.failed) {
+        fail_msg("%s", a.why);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_loops_two_stacks_two_threads),
+        cmocka_unit_test(test_loops_service_closing_mid_stream),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

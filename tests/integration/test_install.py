@@ -18,6 +18,8 @@ import pytest
 from conftest import BIN, ROOT, mint
 
 BUILD = pathlib.Path(BIN).parent
+# The sanitizer build's library needs its runtime in the program too.
+EXTRA = os.environ.get("UNDERPASS_TEST_CFLAGS", "").split()
 SRC = ROOT / "tests" / "embed" / "pc_echo.c"
 
 
@@ -60,7 +62,7 @@ def test_pkg_config_build_runs_agent_thread_and_connect(stack, installed, tmp):
     assert "-lunderpass" in libs, libs
     libdir = [a[2:] for a in libs if a.startswith("-L")][0]
     exe = tmp / "pc_echo"
-    cc = ["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", str(SRC),
+    cc = ["cc", *EXTRA, "-std=c11", "-Wall", "-Wextra", "-Werror", "-D_GNU_SOURCE", str(SRC),
           *pkg_config(env, "--cflags"), *libs, f"-Wl,-rpath,{libdir}", "-o", str(exe)]
     out = subprocess.run(cc, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, " ".join(cc) + "\n" + out.stderr
@@ -75,7 +77,7 @@ def test_static_archive_links_alone(stack, installed, tmp):
     libdir = [a[2:] for a in libs if a.startswith("-L")][0]
     exe = tmp / "pc_echo_static"
     rest = [a for a in libs if a != "-lunderpass"]
-    cc = ["cc", "-std=c11", "-D_GNU_SOURCE", str(SRC), *pkg_config(env, "--cflags"),
+    cc = ["cc", *EXTRA, "-std=c11", "-D_GNU_SOURCE", str(SRC), *pkg_config(env, "--cflags"),
           f"{libdir}/libunderpass.a", *rest, "-o", str(exe)]
     out = subprocess.run(cc, env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, " ".join(cc) + "\n" + out.stderr

@@ -21,6 +21,7 @@
 #include "base/log.h"
 #include "base/str.h"
 #include "relay/internal.h"
+#include "relay/registry.h"
 
 #define PX_IN_MAX (64u * 1024u)                      /* client bytes read ahead */
 #define PX_OUT_MAX (UP_MUX_MAX_WINDOW + 64u * 1024u) /* bytes for the client: window + heads */

@@ -20,8 +20,6 @@
 #define HCONN_MAX_HEADERS 64
 #define API_MAX_BODY 8192 /* /api/ request bodies (JSON) */
 #define LINGER_MS 2000
-#define BRIDGE_PENDING_MAX (UP_MUX_MAX_WINDOW + 0u)
-#define BRIDGE_MAX_REOPENS 3 /* agents tried after refusals that crossed their GOAWAY */
 
 enum rlink_role { RL_AGENT, RL_CLIENT };
 
@@ -42,18 +40,6 @@ struct rlink {
     size_t n_services;
     bool draining; /* GOAWAY sent or received: no new stream goes to this link */
     struct rlink *next, *prev;
-};
-
-struct bridge {
-    struct up_relay *relay;
-    struct up_lstream a;  /* on the client's link (the peer opened it) */
-    struct up_lstream b;  /* on the agent's link (we opened it) */
-    struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
-    bool fin_ab, fin_ba;
-    bool a_done, b_done;
-    uint8_t reopens;
-    struct rlink *agent; /* borrowed: valid while b is on the agent's link */
-    char service[UP_MUX_MAX_NAME + 1];
 };
 
 enum hc_state {
@@ -205,8 +191,6 @@ struct up_relay {
 };
 
 /* relay.c */
-struct rlink *relay_find_agent(struct up_relay *r, const char *name, size_t len, uint8_t *flags);
-bool relay_service_seen(const struct up_relay *r, const char *name, size_t len);
 /* The value of parameter key in the query q[0..qlen) (q may be NULL), or NULL. */
 const char *relay_query_param(const char *q, size_t qlen, const char *key, size_t *vlen);
 /* The token of "Authorization: Bearer TOKEN", trimmed; false when there is none. */

@@ -1,5 +1,7 @@
 #include "relay/relay.h"
 #include "relay/internal.h"
+#include "relay/bridge.h"
+#include "relay/registry.h"
 
 #include <jansson.h>
 #include <netinet/in.h>
@@ -42,396 +44,7 @@ static bool is_loopback(const uint8_t a[16])
     return (up_ip_is_v4(a) && a[12] == 127) || memcmp(a, v6_loopback, 16) == 0;
 }
 
-static void rlink_unlist(struct up_relay *r, struct rlink *rl)
-{
-    if (rl->prev) {
-        rl->prev->next = rl->next;
-    } else if (r->links == rl) {
-        r->links = rl->next;
-    }
-    if (rl->next) {
-        rl->next->prev = rl->prev;
-    }
-    rl->next = rl->prev = NULL;
-}
-
-static void rlink_list(struct up_relay *r, struct rlink *rl)
-{
-    rl->prev = NULL;
-    rl->next = r->links;
-    if (r->links) {
-        r->links->prev = rl;
-    }
-    r->links = rl;
-}
-
-/* Pick an agent link serving name; rotate it to the back so new streams spread. *flags (may be
- * NULL) gets how that agent registered the service (RS_HTTP, RS_PROTECT). */
-struct rlink *relay_find_agent(struct up_relay *r, const char *name, size_t len, uint8_t *flags)
-{
-    for (struct rlink *rl = r->links; rl; rl = rl->next) {
-        if (rl->role != RL_AGENT || !rl->link || rl->draining || !up_link_can_open(rl->link)) {
-            continue;
-        }
-        for (size_t i = 0; i < rl->n_services; i++) {
-            if (strlen(rl->services[i]) == len && memcmp(rl->services[i], name, len) == 0) {
-                if (flags) {
-                    *flags = rl->svc_flags[i];
-                }
-                if (rl->next) {
-                    rlink_unlist(r, rl);
-                    struct rlink *t = r->links;
-                    while (t && t->next) {
-                        t = t->next;
-                    }
-                    if (t) {
-                        t->next = rl;
-                        rl->prev = t;
-                    } else {
-                        r->links = rl;
-                    }
-                }
-                return rl;
-            }
-        }
-    }
-    return NULL;
-}
-
-#define SEEN_MAX 4096 /* names remembered for 404 vs 503; beyond that, unknown names get 503 */
-
-bool relay_service_seen(const struct up_relay *r, const char *name, size_t len)
-{
-    if (r->n_seen >= SEEN_MAX) {
-        return true;
-    }
-    for (size_t i = 0; i < r->n_seen; i++) {
-        if (strlen(r->seen[i]) == len && memcmp(r->seen[i], name, len) == 0) {
-            return true;
-        }
-    }
-    return false;
-}
-
-static void service_seen(struct up_relay *r, const char *name)
-{
-    if (relay_service_seen(r, name, strlen(name)) || r->n_seen >= SEEN_MAX) {
-        return;
-    }
-    if (r->n_seen == r->cap_seen) {
-        size_t cap = r->cap_seen ? r->cap_seen * 2 : 16;
-        void *p = up_realloc(r->seen, cap * sizeof r->seen[0]);
-        if (!p) {
-            return;
-        }
-        r->seen = p;
-        r->cap_seen = cap;
-    }
-    snprintf(r->seen[r->n_seen++], sizeof r->seen[0], "%s", name);
-}
-
-/* ---- bridges: a stream switch between a client link and an agent link ---- */
-
-static void bridge_maybe_free(struct bridge *br)
-{
-    if (br->a_done && br->b_done) {
-        br->relay->n.streams_active--;
-        up_buf_fini(&br->ab);
-        up_buf_fini(&br->ba);
-        up_free(br);
-    }
-}
-
-/* Move bytes from src's peer to dst: straight into dst's link output if nothing is queued,
- * the rest into the pending buffer. Credit goes back to src for what left us. */
-static void forward(struct bridge *br, struct up_lstream *src, struct up_lstream *dst,
-                    struct up_buf *pending, const uint8_t *p, size_t n)
-{
-    size_t k = 0;
-    if (!dst->link) {
-        return; /* the other side is gone; its reset is on its way */
-    }
-    if (up_buf_len(pending) == 0) {
-        k = up_link_send(dst, p, n);
-        if (k) {
-            br->relay->n.bytes_relayed += k;
-            up_link_consumed(src, k);
-        }
-    }
-    if (k < n) {
-        if (up_buf_append(pending, p + k, n - k, BRIDGE_PENDING_MAX) < 0) {
-            up_link_reset(src, UP_MUX_C_INTERNAL, "relay out of memory");
-            up_link_reset(dst, UP_MUX_C_INTERNAL, "relay out of memory");
-            return;
-        }
-        up_link_ready(dst);
-    }
-}
-
-static size_t drain_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
-                            bool fin_flag, uint8_t *dst, size_t max, bool *fin)
-{
-    size_t n = up_buf_len(pending);
-    if (n > max) {
-        n = max;
-    }
-    if (n) {
-        memcpy(dst, up_buf_rptr(pending), n);
-        up_buf_skip(pending, n);
-        br->relay->n.bytes_relayed += n;
-        up_link_consumed(src, n);
-    }
-    if (up_buf_len(pending) == 0) {
-        up_buf_release_if_empty(pending);
-        *fin = fin_flag;
-    }
-    return n;
-}
-
-/* peek/skip (link.h): the pending bytes, written by the link straight from here. */
-static const uint8_t *peek_pending(struct up_buf *pending, size_t *n)
-{
-    *n = up_buf_len(pending);
-    return *n ? up_buf_rptr(pending) : NULL;
-}
-
-static void skip_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
-                         size_t n)
-{
-    up_buf_skip(pending, n);
-    br->relay->n.bytes_relayed += n;
-    up_link_consumed(src, n);
-    up_buf_release_if_empty(pending);
-}
-
-static const uint8_t *a_peek(struct up_lstream *st, size_t *n)
-{
-    struct bridge *br = st->ud;
-    return peek_pending(&br->ba, n);
-}
-
-static const uint8_t *b_peek(struct up_lstream *st, size_t *n)
-{
-    struct bridge *br = st->ud;
-    return peek_pending(&br->ab, n);
-}
-
-static void a_skip(struct up_lstream *st, size_t n)
-{
-    struct bridge *br = st->ud;
-    skip_pending(br, &br->b, &br->ba, n);
-}
-
-static void b_skip(struct up_lstream *st, size_t n)
-{
-    struct bridge *br = st->ud;
-    skip_pending(br, &br->a, &br->ab, n);
-}
-
-static void a_data(struct up_lstream *st, const uint8_t *p, size_t n)
-{
-    struct bridge *br = st->ud;
-    forward(br, &br->a, &br->b, &br->ab, p, n);
-}
-
-static void b_data(struct up_lstream *st, const uint8_t *p, size_t n)
-{
-    struct bridge *br = st->ud;
-    forward(br, &br->b, &br->a, &br->ba, p, n);
-}
-
-static void a_fin(struct up_lstream *st)
-{
-    struct bridge *br = st->ud;
-    br->fin_ab = true;
-    up_link_ready(&br->b);
-}
-
-static void b_fin(struct up_lstream *st)
-{
-    struct bridge *br = st->ud;
-    br->fin_ba = true;
-    up_link_ready(&br->a);
-}
-
-static size_t a_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
-{
-    struct bridge *br = st->ud;
-    *fin = false;
-    return drain_pending(br, &br->b, &br->ba, br->fin_ba, dst, max, fin);
-}
-
-static size_t b_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
-{
-    struct bridge *br = st->ud;
-    *fin = false;
-    return drain_pending(br, &br->a, &br->ab, br->fin_ab, dst, max, fin);
-}
-
-static void b_accept(struct up_lstream *st)
-{
-    struct bridge *br = st->ud;
-    up_link_accept(&br->a);
-}
-
-static void a_close(struct up_lstream *st, uint32_t code, const char *reason)
-{
-    struct bridge *br = st->ud;
-    br->a_done = true;
-    if (code != UP_MUX_C_NONE && !br->b_done) {
-        up_link_reset(&br->b, code, reason);
-        br->b_done = true;
-    } else if (!br->b.link) {
-        br->b_done = true;
-    }
-    bridge_maybe_free(br);
-}
-
-static int bridge_open_agent(struct bridge *br, struct rlink *agent, const struct rlink *client);
-
-/* The agent refused a stream that crossed its GOAWAY (or its draining link closed before
- * answering): nothing reached the backend, so try another agent for the same name. */
-static bool bridge_reopen(struct bridge *br, uint32_t code)
-{
-    bool crossed = code == UP_MUX_C_SHUTDOWN ||
-                   (code == UP_MUX_C_LINK_LOST && br->agent && br->agent->draining);
-    if (!crossed || br->b.accepted || br->a_done || !br->a.link ||
-        br->reopens >= BRIDGE_MAX_REOPENS) {
-        return false;
-    }
-    struct up_relay *r = br->relay;
-    struct rlink *agent = relay_find_agent(r, br->service, strlen(br->service), NULL);
-    if (!agent || bridge_open_agent(br, agent, up_link_ud(br->a.link)) < 0) {
-        return false;
-    }
-    br->reopens++;
-    UP_LOGD("stream to '%s' refused by a draining agent: retried on %s", br->service, agent->desc);
-    return true;
-}
-
-static void b_close(struct up_lstream *st, uint32_t code, const char *reason)
-{
-    struct bridge *br = st->ud;
-    if (bridge_reopen(br, code)) {
-        return;
-    }
-    br->b_done = true;
-    if (code != UP_MUX_C_NONE && !br->a_done) {
-        UP_LOGD("stream to '%s' ended: %s%s%s", br->service, up_mux_code_name(code),
-                reason && *reason ? ": " : "", reason ? reason : "");
-        up_link_reset(&br->a, code, reason);
-        br->a_done = true;
-    }
-    bridge_maybe_free(br);
-}
-
-static void a_accept(struct up_lstream *st)
-{
-    (void)st;
-}
-
-static const struct up_lstream_ops a_ops = {
-    .on_accept = a_accept,
-    .on_data = a_data,
-    .on_fin = a_fin,
-    .on_close = a_close,
-    .pull = a_pull,
-    .peek = a_peek,
-    .skip = a_skip,
-};
-
-static const struct up_lstream_ops b_ops = {
-    .on_accept = b_accept,
-    .on_data = b_data,
-    .on_fin = b_fin,
-    .on_close = b_close,
-    .pull = b_pull,
-    .peek = b_peek,
-    .skip = b_skip,
-};
-
 /* ---- links ---- */
-
-/* Open br's agent half on agent's link; the metadata tells the agent who is calling. */
-static int bridge_open_agent(struct bridge *br, struct rlink *agent, const struct rlink *client)
-{
-    char m[320];
-    int ml = snprintf(m, sizeof m, "client=%s\nrelay=%s\nsub=%s\n", client->peer, client->local,
-                      client->claims.sub);
-    int rv = up_link_open(agent->link, &br->b, br->service, (const uint8_t *)m,
-                          ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0, &b_ops, br);
-    if (rv == 0) {
-        br->agent = agent;
-    }
-    return rv;
-}
-
-static void on_link_open(struct up_link *l, uint32_t sid, uint32_t window, const char *name,
-                         size_t name_len, const uint8_t *meta, size_t meta_len)
-{
-    struct rlink *rl = up_link_ud(l);
-    struct up_relay *r = rl->relay;
-    (void)meta;
-    (void)meta_len;
-    char svc[UP_MUX_MAX_NAME + 1];
-    memcpy(svc, name, name_len);
-    svc[name_len] = '\0';
-    if (rl->role != RL_CLIENT) {
-        r->n.streams_refused++;
-        up_link_refuse(l, sid, UP_MUX_C_PROTOCOL, "agents cannot open streams");
-        return;
-    }
-    /* Authorise every stream, not only the link (chisel GHSA-24fp-5v3p-rvpw). */
-    if (!up_token_allows(&rl->claims, name, name_len)) {
-        char why[128];
-        snprintf(why, sizeof why, "token does not allow service '%s'", svc);
-        r->n.streams_refused++;
-        r->n.rejected++;
-        UP_LOGI("refused stream from %s: %s", rl->desc, why);
-        up_link_refuse(l, sid, UP_MUX_C_FORBIDDEN, why);
-        return;
-    }
-    if (r->shutting) {
-        /* Links refuse OPENs after our GOAWAY already; this covers a zero drain timeout. */
-        r->n.streams_refused++;
-        up_link_refuse(l, sid, UP_MUX_C_SHUTDOWN, "refused: relay is shutting down");
-        return;
-    }
-    struct rlink *agent = relay_find_agent(r, name, name_len, NULL);
-    if (!agent) {
-        char why[128];
-        snprintf(why, sizeof why, "no agent online for service '%s'", svc);
-        r->n.streams_refused++;
-        up_link_refuse(l, sid, UP_MUX_C_NO_SERVICE, why);
-        return;
-    }
-    struct bridge *br = up_calloc(1, sizeof(*br));
-    if (!br) {
-        up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "relay out of memory");
-        return;
-    }
-    br->relay = r;
-    memcpy(br->service, svc, name_len + 1);
-    up_buf_init(&br->ab);
-    up_buf_init(&br->ba);
-    if (up_link_attach(l, &br->a, sid, window, &a_ops, br) < 0) {
-        up_free(br);
-        up_link_refuse(l, sid, UP_MUX_C_INTERNAL, "relay out of memory");
-        return;
-    }
-    int rv = bridge_open_agent(br, agent, rl);
-    if (rv < 0) {
-        br->b_done = true;
-        br->a_done = true;
-        up_link_reset(&br->a, rv == UP_ELIMIT ? UP_MUX_C_LIMIT : UP_MUX_C_INTERNAL,
-                      rv == UP_ELIMIT ? "agent link is full" : "cannot open stream to agent");
-        r->n.streams_active++;
-        bridge_maybe_free(br);
-        return;
-    }
-    r->n.streams_total++;
-    r->n.streams_active++;
-}
 
 static void drain_end(struct up_relay *r);
 
@@ -439,28 +52,15 @@ static void on_link_close(struct up_link *l, const char *reason)
 {
     struct rlink *rl = up_link_ud(l);
     struct up_relay *r = rl->relay;
-    UP_LOGI("%s link from %s closed: %s", rl->role == RL_AGENT ? "agent" : "client", rl->desc,
-            reason);
-    rlink_unlist(r, rl);
-    up_free(rl);
+    relay_link_closed(rl, reason);
     if (r->shutting && !r->links) {
         drain_end(r);
     }
 }
 
-/* The peer is going away (an agent draining before it exits): route nothing new to it. */
-static void on_link_goaway(struct up_link *l, uint32_t code, const char *reason)
-{
-    struct rlink *rl = up_link_ud(l);
-    rl->draining = true;
-    UP_LOGI("%s link from %s going away (%s: %s); %zu stream(s) finish on it",
-            rl->role == RL_AGENT ? "agent" : "client", rl->desc, up_mux_code_name(code), reason,
-            up_link_nstreams(l));
-}
-
 static const struct up_link_ops link_ops = {
-    .on_open = on_link_open,
-    .on_goaway = on_link_goaway,
+    .on_open = bridge_link_open,
+    .on_goaway = relay_link_goaway,
     .on_close = on_link_close,
 };
 
@@ -594,7 +194,7 @@ static void become_link(struct hconn *c)
         up_free(rl);
         return;
     }
-    rlink_list(r, rl);
+    relay_link_add(r, rl);
     r->n.links_total++;
     if (rl->role == RL_AGENT) {
         char list[512] = "";
@@ -828,7 +428,7 @@ static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size
             hc_error(c, 400, "Bad Request", why);
             return -1;
         }
-        service_seen(c->relay, rl->services[i]);
+        relay_service_note(c->relay, rl->services[i]);
     }
     return 0;
 }

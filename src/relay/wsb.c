@@ -23,6 +23,7 @@
 #include "base/str.h"
 #include "proto/ws.h"
 #include "relay/internal.h"
+#include "relay/registry.h"
 
 #define WSB_IN_MAX (64u * 1024u)    /* browser bytes read ahead */
 #define WSB_OUT_HIGH (256u * 1024u) /* a rendezvous peer's output above this: stop reading */

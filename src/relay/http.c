@@ -16,12 +16,18 @@
 #include <string.h>
 #include <time.h>
 
+#include "relay/http.h"
+
+#include <uv.h>
+
 #include "base/alloc.h"
 #include "base/cidr.h"
 #include "base/log.h"
 #include "base/str.h"
-#include "relay/internal.h"
+#include "relay/auth.h"
+#include "relay/conn.h"
 #include "relay/registry.h"
+#include "relay/relay.h"
 
 #define PX_IN_MAX (64u * 1024u)                      /* client bytes read ahead */
 #define PX_OUT_MAX (UP_MUX_MAX_WINDOW + 64u * 1024u) /* bytes for the client: window + heads */
@@ -134,7 +140,7 @@ static bool own_path(const char *p, size_t n)
  * host beats one that does not) and then --domain ("NAME.DOMAIN"). */
 static bool px_route(const struct hconn *c, const struct up_h1_msg *m, char svc[64])
 {
-    const struct up_relay_cfg *cfg = &c->relay->cfg;
+    const struct up_relay_cfg *cfg = c->relay->cfg;
     char host[256];
     bool have_host = req_host(m, host, sizeof host);
     const char *q = memchr(m->target, '?', m->target_len);
@@ -369,7 +375,7 @@ static int putf(struct up_buf *b, const char *name, const char *v1, size_t l1, c
 static int px_rewrite(struct hconn *c, const struct up_h1_msg *m, const uint8_t *raw,
                       bool strip_auth, struct up_buf *out)
 {
-    const struct up_relay_cfg *cfg = &c->relay->cfg;
+    const struct up_relay_cfg *cfg = c->relay->cfg;
     bool trusted = cfg->trusted_proxies.n && up_cidr_list_match(&cfg->trusted_proxies, c->peer_ip);
     const uint8_t *nl = memchr(raw, '\n', m->head_len);
     if (!nl || put(out, (const char *)raw, (size_t)(nl - raw + 1)) < 0) {
@@ -434,7 +440,8 @@ static void px_leave_link(struct hconn *c, uint32_t code, const char *why)
     }
 }
 
-void px_close(struct hconn *c)
+/* The connection is closing: leave the link, stop the timer (counted in open_handles). */
+static void px_close(struct hconn *c)
 {
     struct hproxy *px = &c->px;
     if (!c->px_on) {
@@ -491,7 +498,7 @@ static void px_timeout(uv_timer_t *t)
     if (px->timer_kind == PXT_UPSTREAM) {
         char why[160];
         snprintf(why, sizeof why, "service '%s' did not answer within %gs", px->service,
-                 (double)c->relay->cfg.upstream_timeout_ms / 1000.0);
+                 (double)c->relay->cfg->upstream_timeout_ms / 1000.0);
         px_fail(c, 504, "Gateway Timeout", why);
         return;
     }
@@ -593,7 +600,7 @@ static size_t px_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin
                      : px->req_close              ? PXQ_DONE
                                                   : PXQ_HEAD;
             if (!px_timer_running(c) && px->rs == PXS_HEAD && !px->rs_sent) {
-                px_timer_start(c, PXT_UPSTREAM, c->relay->cfg.upstream_timeout_ms);
+                px_timer_start(c, PXT_UPSTREAM, c->relay->cfg->upstream_timeout_ms);
             }
             px_want(c, true); /* the next head may be waiting in c->in */
         }
@@ -631,7 +638,7 @@ static void px_response_done(struct hconn *c)
     }
     px_timer_stop(c);
     if (px->qn && (px->rq != PXQ_BODY || px->qn > 1)) {
-        px_timer_start(c, PXT_UPSTREAM, c->relay->cfg.upstream_timeout_ms);
+        px_timer_start(c, PXT_UPSTREAM, c->relay->cfg->upstream_timeout_ms);
     }
     px_want(c, true); /* a head that waited for the answers may go now */
 }
@@ -681,11 +688,11 @@ static void px_rx(struct hconn *c, struct up_lstream *st, const uint8_t *p, size
         /* PXS_HEAD: collect until the head is complete. */
         /* Only what can still be head: the bytes after it (a body) stay in p. */
         size_t before = up_buf_len(&px->rhead);
-        size_t take = c->relay->cfg.max_head - before;
+        size_t take = c->relay->cfg->max_head - before;
         if (take > n) {
             take = n;
         }
-        if (up_buf_append(&px->rhead, p, take, c->relay->cfg.max_head) < 0) {
+        if (up_buf_append(&px->rhead, p, take, c->relay->cfg->max_head) < 0) {
             up_link_consumed(st, n);
             px_fail(c, 502, "Bad Gateway", "the backend's response head is too large");
             return;
@@ -693,7 +700,7 @@ static void px_rx(struct hconn *c, struct up_lstream *st, const uint8_t *p, size
         struct up_h1_header hdrs[HCONN_MAX_HEADERS];
         struct up_h1_msg m;
         int rv = up_h1_parse_response(up_buf_rptr(&px->rhead), up_buf_len(&px->rhead), &px->rscan,
-                                      &m, hdrs, HCONN_MAX_HEADERS, c->relay->cfg.max_head);
+                                      &m, hdrs, HCONN_MAX_HEADERS, c->relay->cfg->max_head);
         if (rv == UP_EAGAIN) {
             return; /* credit for these bytes returns when the head is written */
         }
@@ -1037,7 +1044,7 @@ static void px_pump(struct hconn *c)
                 px->fin_out = true; /* let the answers in flight finish */
                 up_link_ready(&px->st);
             } else if (px->qn == 0 && !px_timer_running(c)) {
-                px_timer_start(c, PXT_IDLE, r->cfg.keepalive_timeout_ms);
+                px_timer_start(c, PXT_IDLE, r->cfg->keepalive_timeout_ms);
             }
             return;
         }
@@ -1047,7 +1054,7 @@ static void px_pump(struct hconn *c)
         struct up_h1_header hdrs[HCONN_MAX_HEADERS];
         struct up_h1_msg m;
         int rv = up_h1_parse_request(up_buf_rptr(&c->in), up_buf_len(&c->in), &c->scan, &m, hdrs,
-                                     HCONN_MAX_HEADERS, r->cfg.max_head);
+                                     HCONN_MAX_HEADERS, r->cfg->max_head);
         if (rv == UP_EAGAIN) {
             if (up_buf_len(&c->in) >= PX_IN_MAX) {
                 px_fail(c, 431, "Request Header Fields Too Large", "request head too large");
@@ -1075,7 +1082,7 @@ static void px_pump(struct hconn *c)
             }
             px_close(c);
             c->state = HC_HEAD;
-            hc_on_request(c, &m);
+            c->on_request(c, &m);
             return;
         }
         if (px_request(c, &m, svc) != PX_GO) {
@@ -1137,6 +1144,7 @@ bool px_try(struct hconn *c, const struct up_h1_msg *m)
     px->timer.data = c;
     c->open_handles++;
     c->px_on = true;
+    c->on_close = px_close;
     c->state = HC_PROXY;
     uv_timer_stop(&c->timer); /* the head timeout: ours from now on */
     if (px_request(c, m, svc) == PX_GO) {

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "relay/internal.h"
+#include "relay/types.h"
 
 /* Put rl, whose link just came up, at the front of r's list. The list owns rl from now on:
  * relay_link_closed() frees it. */

@@ -4,35 +4,13 @@
 #include <string.h>
 #include <time.h>
 
-#include "base/str.h"
+#include "proto/hparse.h"
 #include "relay/relay.h"
-
-const char *relay_query_param(const char *q, size_t qlen, const char *key, size_t *vlen)
-{
-    size_t kl = strlen(key);
-    const char *p = q, *end = q + qlen;
-    while (p && p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p));
-        const char *pe = amp ? amp : end;
-        if ((size_t)(pe - p) > kl && memcmp(p, key, kl) == 0 && p[kl] == '=') {
-            *vlen = (size_t)(pe - p) - kl - 1;
-            return p + kl + 1;
-        }
-        p = pe + 1;
-    }
-    return NULL;
-}
 
 bool relay_bearer(const struct up_h1_msg *m, const char **tok, size_t *len)
 {
     const struct up_h1_header *auth = up_h1_find(m, "authorization");
-    if (!auth || auth->value_len < 8 || !up_str_ieq(auth->value, 7, "bearer ")) {
-        return false;
-    }
-    *tok = auth->value + 7;
-    *len = auth->value_len - 7;
-    up_str_trim_ows(tok, len);
-    return *len > 0;
+    return auth && up_hparse_bearer(auth->value, auth->value_len, tok, len);
 }
 
 int relay_verify(const struct up_relay *r, const char *tok, size_t len, struct up_token_claims *cl,

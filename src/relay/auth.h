@@ -10,11 +10,10 @@
 #include "proto/token.h"
 #include "relay/types.h"
 
-/* The value of parameter key in the query q[0..qlen) (q may be NULL), or NULL. */
-const char *relay_query_param(const char *q, size_t qlen, const char *key, size_t *vlen);
 /* The token of m's "Authorization: Bearer TOKEN" header, trimmed of spaces and tabs, in
  * *tok[0..*len): a slice of m's head. False (*tok, *len undefined) when there is none, it is
- * not a Bearer one or the token is empty. */
+ * not a Bearer one or the token is empty (up_hparse_bearer(): *tok and *len may be set to an
+ * empty token then). */
 bool relay_bearer(const struct up_h1_msg *m, const char **tok, size_t *len);
 /* up_token_verify() of tok[0..len) with r's secret, the time now and r's leeway: UP_OK with
  * *cl filled, or a negative up_err with *reason (static text) set. */

@@ -14,6 +14,7 @@
 #include "net/tls.h"
 #include "proto/fwd.h"
 #include "proto/h1.h"
+#include "proto/hparse.h"
 #include "proto/token.h"
 #include "proto/ws.h"
 #include "relay/auth.h"
@@ -87,79 +88,28 @@ static void become_link(struct hconn *c)
     }
 }
 
-/* Mark the services listed in parameter key ("http=web,api") with flag; each must be one of
- * the agent's services. */
-static int parse_service_flags(struct hconn *c, struct rlink *rl, const char *q, size_t qlen,
-                               const char *key, uint8_t flag)
-{
-    size_t vlen = 0;
-    const char *v = relay_query_param(q, qlen, key, &vlen);
-    const char *s = v, *end = v ? v + vlen : NULL;
-    while (s && s < end) {
-        const char *comma = memchr(s, ',', (size_t)(end - s));
-        const char *se = comma ? comma : end;
-        size_t len = (size_t)(se - s), i;
-        for (i = 0; i < rl->n_services; i++) {
-            if (strlen(rl->services[i]) == len && memcmp(rl->services[i], s, len) == 0) {
-                rl->svc_flags[i] |= flag;
-                break;
-            }
-        }
-        if (i == rl->n_services) {
-            char why[160];
-            snprintf(why, sizeof why, "%s=%.*s names no service of this agent", key,
-                     (int)(len > 64 ? 64 : len), s);
-            hc_error(c, 400, "Bad Request", why);
-            return -1;
-        }
-        s = se + 1;
-    }
-    return 0;
-}
-
-/* Parse "?services=a,b[&http=b][&protect=b]" into the agent's list; every name valid and
- * allowed by the token. */
+/* Register the agent's services from its query q[0..qlen) ("?services=a,b[&http=b]
+ * [&protect=b]", up_hparse_services): every name valid and allowed by the token. */
 static int parse_services(struct hconn *c, struct rlink *rl, const char *q, size_t qlen)
 {
-    size_t vlen = 0;
-    const char *v = relay_query_param(q, qlen, "services", &vlen);
-    const char *s = v, *pe = v ? v + vlen : NULL;
-    while (s && s < pe) {
-        const char *comma = memchr(s, ',', (size_t)(pe - s));
-        const char *se = comma ? comma : pe;
-        size_t len = (size_t)(se - s);
-        char why[160];
-        if (len == 0 || len > UP_TOKEN_MAX_NAME || !up_token_valid_service_name(s, len) ||
-            (len == 1 && s[0] == '*')) {
-            snprintf(why, sizeof why, "invalid service name '%.*s'", (int)(len > 64 ? 64 : len), s);
-            hc_error(c, 400, "Bad Request", why);
-            return -1;
-        }
-        if (!up_token_allows(&rl->claims, s, len)) {
-            snprintf(why, sizeof why, "token does not allow service '%.*s'", (int)len, s);
+    struct up_hparse_services svcs;
+    char why[160];
+    int rv = up_hparse_services(q, qlen, &rl->claims, &svcs, why, sizeof why);
+    if (rv < 0) {
+        if (rv == UP_EAUTH) {
             hc_error(c, 403, "Forbidden", why);
-            return -1;
+        } else {
+            hc_error(c, 400, "Bad Request", why);
         }
-        if (rl->n_services >= UP_TOKEN_MAX_SERVICES) {
-            hc_error(c, 400, "Bad Request", "too many services");
-            return -1;
-        }
-        memcpy(rl->services[rl->n_services], s, len);
-        rl->services[rl->n_services][len] = '\0';
-        rl->n_services++;
-        s = se + 1;
-    }
-    if (rl->n_services == 0) {
-        hc_error(c, 400, "Bad Request", "no services listed (?services=name,...)");
         return -1;
     }
-    if (parse_service_flags(c, rl, q, qlen, "http", RS_HTTP) < 0 ||
-        parse_service_flags(c, rl, q, qlen, "protect", RS_PROTECT) < 0) {
-        return -1;
+    for (size_t i = 0; i < svcs.n; i++) {
+        snprintf(rl->services[i], sizeof rl->services[i], "%s", svcs.names[i]);
+        rl->svc_flags[i] = svcs.flags[i];
     }
+    rl->n_services = svcs.n;
     for (size_t i = 0; i < rl->n_services; i++) {
         if ((rl->svc_flags[i] & RS_PROTECT) && !(rl->svc_flags[i] & RS_HTTP)) {
-            char why[160];
             snprintf(why, sizeof why,
                      "protect=%s: only http services are protected this way (a tcp service "
                      "always needs a client token)",
@@ -184,20 +134,9 @@ static void forwarded_proto(struct hconn *c, const struct up_h1_msg *m)
     if (!last) {
         return;
     }
-    /* The nearest proxy appends (or sets) the value: take the rightmost element. */
-    const char *v = last->value;
-    size_t len = last->value_len;
-    const char *comma = len ? memrchr(v, ',', len) : NULL;
-    if (comma) {
-        len -= (size_t)(comma + 1 - v);
-        v = comma + 1;
-    }
-    while (len && (*v == ' ' || *v == '\t')) {
-        v++;
-        len--;
-    }
-    if (up_str_ieq(v, len, "https") || up_str_ieq(v, len, "http")) {
-        snprintf(c->proto, sizeof c->proto, "%s", len == 5 ? "https" : "http");
+    const char *proto = up_hparse_forwarded_proto(last->value, last->value_len);
+    if (proto) {
+        snprintf(c->proto, sizeof c->proto, "%s", proto);
     } else {
         UP_LOGD("X-Forwarded-Proto from %s ignored: not http or https", c->peer);
     }

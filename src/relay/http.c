@@ -24,6 +24,7 @@
 #include "base/cidr.h"
 #include "base/log.h"
 #include "base/str.h"
+#include "proto/hparse.h"
 #include "relay/auth.h"
 #include "relay/conn.h"
 #include "relay/registry.h"
@@ -92,29 +93,7 @@ static void ip_only(const char *hostport, char *out, size_t cap)
 static bool req_host(const struct up_h1_msg *m, char *out, size_t cap)
 {
     const struct up_h1_header *h = up_h1_find(m, "host");
-    if (!h || h->value_len == 0 || h->value_len >= cap) {
-        return false;
-    }
-    size_t n = h->value_len;
-    const char *v = h->value;
-    if (v[0] == '[') {
-        const char *e = memchr(v, ']', n);
-        n = e ? (size_t)(e - v + 1) : n;
-    } else {
-        const char *colon = memchr(v, ':', n);
-        if (colon) {
-            n = (size_t)(colon - v);
-        }
-    }
-    while (n && v[n - 1] == '.') {
-        n--;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = v[i];
-        out[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-    }
-    out[n] = '\0';
-    return n > 0;
+    return h && up_hparse_host(h->value, h->value_len, out, cap);
 }
 
 /* The relay's own endpoints (relay.c, wsb.c). */
@@ -145,10 +124,10 @@ static bool px_route(const struct hconn *c, const struct up_h1_msg *m, char svc[
     bool have_host = req_host(m, host, sizeof host);
     const char *q = memchr(m->target, '?', m->target_len);
     size_t plen = q ? (size_t)(q - m->target) : m->target_len;
-    const struct up_relay_route *best = NULL;
+    const struct up_hparse_route *best = NULL;
     size_t best_score = 0;
     for (size_t i = 0; i < cfg->n_routes; i++) {
-        const struct up_relay_route *rt = &cfg->routes[i];
+        const struct up_hparse_route *rt = &cfg->routes[i];
         if (rt->host[0] && (!have_host || strcmp(rt->host, host) != 0)) {
             continue;
         }
@@ -189,50 +168,6 @@ static bool px_route(const struct hconn *c, const struct up_h1_msg *m, char svc[
     return false;
 }
 
-int up_relay_parse_route(const char *spec, struct up_relay_route *rt, char *err, size_t cap)
-{
-    memset(rt, 0, sizeof *rt);
-    const char *eq = strrchr(spec, '=');
-    if (!eq || eq == spec) {
-        snprintf(err, cap, "--route '%.80s': expected [HOST][/PREFIX]=SERVICE", spec);
-        return -1;
-    }
-    size_t sl = strlen(eq + 1);
-    if (sl == 0 || sl > UP_TOKEN_MAX_NAME || !up_token_valid_service_name(eq + 1, sl)) {
-        snprintf(err, cap, "--route '%.80s': '%s' is not a valid service name", spec, eq + 1);
-        return -1;
-    }
-    memcpy(rt->service, eq + 1, sl + 1);
-    const char *slash = memchr(spec, '/', (size_t)(eq - spec));
-    size_t hl = slash ? (size_t)(slash - spec) : (size_t)(eq - spec);
-    size_t pl = slash ? (size_t)(eq - slash) : 0;
-    if (hl >= sizeof rt->host || pl >= sizeof rt->prefix) {
-        snprintf(err, cap, "--route '%.80s': host or prefix too long", spec);
-        return -1;
-    }
-    for (size_t i = 0; i < hl; i++) {
-        char ch = spec[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '-' || ch == '_' || ch == '[' || ch == ']' || ch == ':')) {
-            snprintf(err, cap, "--route '%.80s': '%.*s' is not a host name", spec, (int)hl, spec);
-            return -1;
-        }
-        rt->host[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-    }
-    memcpy(rt->prefix, slash ? slash : "", pl);
-    if (hl == 0 && pl == 0) {
-        snprintf(err, cap, "--route '%.80s': give a host, a /prefix or both", spec);
-        return -1;
-    }
-    for (size_t i = 0; i < pl; i++) {
-        if ((unsigned char)rt->prefix[i] <= ' ' || rt->prefix[i] == '?' || rt->prefix[i] == '#') {
-            snprintf(err, cap, "--route '%.80s': bad character in the path prefix", spec);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* ---- authentication for --protect ---- */
 
 static bool token_ok(struct hconn *c, const char *tok, size_t len, const char *svc)
@@ -249,24 +184,14 @@ static bool token_ok(struct hconn *c, const char *tok, size_t len, const char *s
 /* The value of cookie name in the request's Cookie headers. */
 static const char *find_cookie(const struct up_h1_msg *m, const char *name, size_t *vlen)
 {
-    size_t nl = strlen(name);
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct up_h1_header *h = &m->headers[i];
         if (!up_str_ieq(h->name, h->name_len, "cookie")) {
             continue;
         }
-        const char *p = h->value, *end = h->value + h->value_len;
-        while (p < end) {
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            const char *pe = semi ? semi : end;
-            const char *s = p;
-            size_t l = (size_t)(pe - p);
-            up_str_trim_ows(&s, &l);
-            if (l > nl && memcmp(s, name, nl) == 0 && s[nl] == '=') {
-                *vlen = l - nl - 1;
-                return s + nl + 1;
-            }
-            p = pe + 1;
+        const char *v = up_hparse_cookie(h->value, h->value_len, name, vlen);
+        if (v) {
+            return v;
         }
     }
     return NULL;
@@ -327,17 +252,12 @@ static int px_auth(struct hconn *c, const struct up_h1_msg *m, const char *svc, 
     const char *q = memchr(m->target, '?', m->target_len);
     if (q) {
         const char *p = q + 1, *end = m->target + m->target_len;
-        while (p < end) {
-            const char *amp = memchr(p, '&', (size_t)(end - p));
-            const char *pe = amp ? amp : end;
-            size_t l = (size_t)(pe - p);
-            if (l > sizeof PX_COOKIE && memcmp(p, PX_COOKIE "=", sizeof PX_COOKIE) == 0 &&
-                token_ok(c, p + sizeof PX_COOKIE, l - sizeof PX_COOKIE, svc)) {
-                *tok = p + sizeof PX_COOKIE;
-                *tlen = l - sizeof PX_COOKIE;
+        while ((v = up_hparse_query_next(&p, end, PX_COOKIE, &vl)) != NULL) {
+            if (vl && token_ok(c, v, vl, svc)) {
+                *tok = v;
+                *tlen = vl;
                 return AUTH_COOKIE;
             }
-            p = pe + 1;
         }
     }
     c->relay->n.rejected++;

@@ -15,6 +15,7 @@
 #include "link/link.h"
 #include "proto/h1.h"
 #include "proto/h1body.h"
+#include "proto/hparse.h"
 #include "proto/token.h"
 #include "proto/ws.h"
 
@@ -26,8 +27,8 @@ struct up_relay_cfg;
 enum rlink_role { RL_AGENT, RL_CLIENT };
 
 /* What an agent registered a service as (?http=a,b&protect=a). */
-#define RS_HTTP 1u    /* an HTTP backend: reachable through the reverse proxy */
-#define RS_PROTECT 2u /* ... only with a client token (Bearer or cookie) */
+#define RS_HTTP UP_HPARSE_SVC_HTTP       /* an HTTP backend: reachable through the proxy */
+#define RS_PROTECT UP_HPARSE_SVC_PROTECT /* ... only with a client token (Bearer or cookie) */
 
 /* A link that passed the front door (front.c makes it, registry.c lists and frees it). */
 struct rlink {

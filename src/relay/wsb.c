@@ -18,6 +18,7 @@
 
 #include "base/log.h"
 #include "base/str.h"
+#include "proto/hparse.h"
 #include "proto/ws.h"
 #include "relay/auth.h"
 #include "relay/conn.h"
@@ -366,49 +367,25 @@ static void pairing_join(struct up_relay *r, struct pairing *p)
 
 /* ---- the requests ---- */
 
-/* The Sec-WebSocket-Protocol entry to answer with: "binary" when offered (websockify), else
- * the first entry that is not a token, else the token entry itself (browsers fail a handshake
- * whose answer names none of the protocols they offered). *tok gets a "bearer.<token>"
- * entry's token. */
+/* The Sec-WebSocket-Protocol entry to answer with and a "bearer.<token>" entry's token
+ * (up_hparse_wsproto); *tok is left alone when there is none. */
 static void subprotocols(const struct up_h1_msg *m, const char **pick, size_t *pick_len,
                          const char **tok, size_t *tok_len)
 {
-    const char *first = NULL, *bearer = NULL;
-    size_t first_len = 0, bearer_len = 0;
-    *pick = NULL;
-    *pick_len = 0;
+    struct up_hparse_wsproto sp;
+    up_hparse_wsproto_init(&sp);
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct up_h1_header *h = &m->headers[i];
-        if (!up_str_ieq(h->name, h->name_len, "sec-websocket-protocol")) {
-            continue;
-        }
-        const char *p = h->value, *end = h->value + h->value_len;
-        while (p < end) {
-            const char *comma = memchr(p, ',', (size_t)(end - p));
-            const char *pe = comma ? comma : end;
-            const char *s = p;
-            size_t l = (size_t)(pe - p);
-            up_str_trim_ows(&s, &l);
-            if (l > 7 && memcmp(s, "bearer.", 7) == 0) {
-                if (!bearer) {
-                    bearer = s;
-                    bearer_len = l;
-                    *tok = s + 7;
-                    *tok_len = l - 7;
-                }
-            } else if (l == 6 && memcmp(s, "binary", 6) == 0) {
-                *pick = s;
-                *pick_len = l;
-            } else if (l && !first) {
-                first = s;
-                first_len = l;
-            }
-            p = pe + 1;
+        if (up_str_ieq(h->name, h->name_len, "sec-websocket-protocol")) {
+            up_hparse_wsproto_feed(&sp, h->value, h->value_len);
         }
     }
-    if (!*pick) {
-        *pick = first ? first : bearer;
-        *pick_len = first ? first_len : bearer_len;
+    *pick = up_hparse_wsproto_pick(&sp, pick_len);
+    size_t tl = 0;
+    const char *t = up_hparse_wsproto_token(&sp, &tl);
+    if (t) {
+        *tok = t;
+        *tok_len = tl;
     }
 }
 
@@ -496,7 +473,7 @@ static void serve_s(struct hconn *c, const struct up_h1_msg *m, const char *name
     const char *q = memchr(m->target, '?', m->target_len);
     size_t qv = 0;
     const char *qt =
-        q ? relay_query_param(q + 1, m->target_len - (size_t)(q + 1 - m->target), "token", &qv)
+        q ? up_hparse_query_param(q + 1, m->target_len - (size_t)(q + 1 - m->target), "token", &qv)
           : NULL;
     if (!tok && qt) {
         tok = qt;
@@ -554,7 +531,7 @@ static void serve_pair(struct hconn *c, const struct up_h1_msg *m, const char *t
     const char *q = memchr(m->target, '?', m->target_len);
     size_t sl = 0;
     const char *side =
-        q ? relay_query_param(q + 1, m->target_len - (size_t)(q + 1 - m->target), "side", &sl)
+        q ? up_hparse_query_param(q + 1, m->target_len - (size_t)(q + 1 - m->target), "side", &sl)
           : NULL;
     bool host = side && sl == 4 && memcmp(side, "host", 4) == 0;
     if (side && !host && !(sl == 7 && memcmp(side, "browser", 7) == 0)) {

@@ -96,7 +96,7 @@ static bool req_host(const struct up_h1_msg *m, char *out, size_t cap)
     return h && up_hparse_host(h->value, h->value_len, out, cap);
 }
 
-/* The relay's own endpoints (relay.c, wsb.c). */
+/* The relay's own endpoints (front.c, wsb.c, pair.c, stats.c). */
 static bool own_path(const char *p, size_t n)
 {
     static const char *const exact[] = {"/v1/agent", "/v1/connect", "/healthz", "/stats",

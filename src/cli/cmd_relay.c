@@ -172,7 +172,7 @@ int cmd_relay(int argc, char **argv)
         return cli_fail("relay", "at most %d --route", UP_RELAY_MAX_ROUTES);
     }
     for (size_t i = 0; i < routes->nlist; i++) {
-        if (up_relay_parse_route(routes->list[i], &cfg.routes[i], err, sizeof err) < 0) {
+        if (up_hparse_route(routes->list[i], &cfg.routes[i], err, sizeof err) < 0) {
             return cli_fail("relay", "%s", err);
         }
     }

@@ -16,11 +16,19 @@
 #include <string.h>
 #include <time.h>
 
+#include "relay/http.h"
+
+#include <uv.h>
+
 #include "base/alloc.h"
 #include "base/cidr.h"
 #include "base/log.h"
 #include "base/str.h"
-#include "relay/internal.h"
+#include "proto/hparse.h"
+#include "relay/auth.h"
+#include "relay/conn.h"
+#include "relay/registry.h"
+#include "relay/relay.h"
 
 #define PX_IN_MAX (64u * 1024u)                      /* client bytes read ahead */
 #define PX_OUT_MAX (UP_MUX_MAX_WINDOW + 64u * 1024u) /* bytes for the client: window + heads */
@@ -85,32 +93,10 @@ static void ip_only(const char *hostport, char *out, size_t cap)
 static bool req_host(const struct up_h1_msg *m, char *out, size_t cap)
 {
     const struct up_h1_header *h = up_h1_find(m, "host");
-    if (!h || h->value_len == 0 || h->value_len >= cap) {
-        return false;
-    }
-    size_t n = h->value_len;
-    const char *v = h->value;
-    if (v[0] == '[') {
-        const char *e = memchr(v, ']', n);
-        n = e ? (size_t)(e - v + 1) : n;
-    } else {
-        const char *colon = memchr(v, ':', n);
-        if (colon) {
-            n = (size_t)(colon - v);
-        }
-    }
-    while (n && v[n - 1] == '.') {
-        n--;
-    }
-    for (size_t i = 0; i < n; i++) {
-        char ch = v[i];
-        out[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-    }
-    out[n] = '\0';
-    return n > 0;
+    return h && up_hparse_host(h->value, h->value_len, out, cap);
 }
 
-/* The relay's own endpoints (relay.c, wsb.c). */
+/* The relay's own endpoints (front.c, wsb.c, pair.c, stats.c). */
 static bool own_path(const char *p, size_t n)
 {
     static const char *const exact[] = {"/v1/agent", "/v1/connect", "/healthz", "/stats",
@@ -133,15 +119,15 @@ static bool own_path(const char *p, size_t n)
  * host beats one that does not) and then --domain ("NAME.DOMAIN"). */
 static bool px_route(const struct hconn *c, const struct up_h1_msg *m, char svc[64])
 {
-    const struct up_relay_cfg *cfg = &c->relay->cfg;
+    const struct up_relay_cfg *cfg = c->relay->cfg;
     char host[256];
     bool have_host = req_host(m, host, sizeof host);
     const char *q = memchr(m->target, '?', m->target_len);
     size_t plen = q ? (size_t)(q - m->target) : m->target_len;
-    const struct up_relay_route *best = NULL;
+    const struct up_hparse_route *best = NULL;
     size_t best_score = 0;
     for (size_t i = 0; i < cfg->n_routes; i++) {
-        const struct up_relay_route *rt = &cfg->routes[i];
+        const struct up_hparse_route *rt = &cfg->routes[i];
         if (rt->host[0] && (!have_host || strcmp(rt->host, host) != 0)) {
             continue;
         }
@@ -182,50 +168,6 @@ static bool px_route(const struct hconn *c, const struct up_h1_msg *m, char svc[
     return false;
 }
 
-int up_relay_parse_route(const char *spec, struct up_relay_route *rt, char *err, size_t cap)
-{
-    memset(rt, 0, sizeof *rt);
-    const char *eq = strrchr(spec, '=');
-    if (!eq || eq == spec) {
-        snprintf(err, cap, "--route '%.80s': expected [HOST][/PREFIX]=SERVICE", spec);
-        return -1;
-    }
-    size_t sl = strlen(eq + 1);
-    if (sl == 0 || sl > UP_TOKEN_MAX_NAME || !up_token_valid_service_name(eq + 1, sl)) {
-        snprintf(err, cap, "--route '%.80s': '%s' is not a valid service name", spec, eq + 1);
-        return -1;
-    }
-    memcpy(rt->service, eq + 1, sl + 1);
-    const char *slash = memchr(spec, '/', (size_t)(eq - spec));
-    size_t hl = slash ? (size_t)(slash - spec) : (size_t)(eq - spec);
-    size_t pl = slash ? (size_t)(eq - slash) : 0;
-    if (hl >= sizeof rt->host || pl >= sizeof rt->prefix) {
-        snprintf(err, cap, "--route '%.80s': host or prefix too long", spec);
-        return -1;
-    }
-    for (size_t i = 0; i < hl; i++) {
-        char ch = spec[i];
-        if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
-              ch == '.' || ch == '-' || ch == '_' || ch == '[' || ch == ']' || ch == ':')) {
-            snprintf(err, cap, "--route '%.80s': '%.*s' is not a host name", spec, (int)hl, spec);
-            return -1;
-        }
-        rt->host[i] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
-    }
-    memcpy(rt->prefix, slash ? slash : "", pl);
-    if (hl == 0 && pl == 0) {
-        snprintf(err, cap, "--route '%.80s': give a host, a /prefix or both", spec);
-        return -1;
-    }
-    for (size_t i = 0; i < pl; i++) {
-        if ((unsigned char)rt->prefix[i] <= ' ' || rt->prefix[i] == '?' || rt->prefix[i] == '#') {
-            snprintf(err, cap, "--route '%.80s': bad character in the path prefix", spec);
-            return -1;
-        }
-    }
-    return 0;
-}
-
 /* ---- authentication for --protect ---- */
 
 static bool token_ok(struct hconn *c, const char *tok, size_t len, const char *svc)
@@ -242,24 +184,14 @@ static bool token_ok(struct hconn *c, const char *tok, size_t len, const char *s
 /* The value of cookie name in the request's Cookie headers. */
 static const char *find_cookie(const struct up_h1_msg *m, const char *name, size_t *vlen)
 {
-    size_t nl = strlen(name);
     for (size_t i = 0; i < m->n_headers; i++) {
         const struct up_h1_header *h = &m->headers[i];
         if (!up_str_ieq(h->name, h->name_len, "cookie")) {
             continue;
         }
-        const char *p = h->value, *end = h->value + h->value_len;
-        while (p < end) {
-            const char *semi = memchr(p, ';', (size_t)(end - p));
-            const char *pe = semi ? semi : end;
-            const char *s = p;
-            size_t l = (size_t)(pe - p);
-            up_str_trim_ows(&s, &l);
-            if (l > nl && memcmp(s, name, nl) == 0 && s[nl] == '=') {
-                *vlen = l - nl - 1;
-                return s + nl + 1;
-            }
-            p = pe + 1;
+        const char *v = up_hparse_cookie(h->value, h->value_len, name, vlen);
+        if (v) {
+            return v;
         }
     }
     return NULL;
@@ -320,17 +252,12 @@ static int px_auth(struct hconn *c, const struct up_h1_msg *m, const char *svc, 
     const char *q = memchr(m->target, '?', m->target_len);
     if (q) {
         const char *p = q + 1, *end = m->target + m->target_len;
-        while (p < end) {
-            const char *amp = memchr(p, '&', (size_t)(end - p));
-            const char *pe = amp ? amp : end;
-            size_t l = (size_t)(pe - p);
-            if (l > sizeof PX_COOKIE && memcmp(p, PX_COOKIE "=", sizeof PX_COOKIE) == 0 &&
-                token_ok(c, p + sizeof PX_COOKIE, l - sizeof PX_COOKIE, svc)) {
-                *tok = p + sizeof PX_COOKIE;
-                *tlen = l - sizeof PX_COOKIE;
+        while ((v = up_hparse_query_next(&p, end, PX_COOKIE, &vl)) != NULL) {
+            if (vl && token_ok(c, v, vl, svc)) {
+                *tok = v;
+                *tlen = vl;
                 return AUTH_COOKIE;
             }
-            p = pe + 1;
         }
     }
     c->relay->n.rejected++;
@@ -368,7 +295,7 @@ static int putf(struct up_buf *b, const char *name, const char *v1, size_t l1, c
 static int px_rewrite(struct hconn *c, const struct up_h1_msg *m, const uint8_t *raw,
                       bool strip_auth, struct up_buf *out)
 {
-    const struct up_relay_cfg *cfg = &c->relay->cfg;
+    const struct up_relay_cfg *cfg = c->relay->cfg;
     bool trusted = cfg->trusted_proxies.n && up_cidr_list_match(&cfg->trusted_proxies, c->peer_ip);
     const uint8_t *nl = memchr(raw, '\n', m->head_len);
     if (!nl || put(out, (const char *)raw, (size_t)(nl - raw + 1)) < 0) {
@@ -433,7 +360,8 @@ static void px_leave_link(struct hconn *c, uint32_t code, const char *why)
     }
 }
 
-void px_close(struct hconn *c)
+/* The connection is closing: leave the link, stop the timer (counted in open_handles). */
+static void px_close(struct hconn *c)
 {
     struct hproxy *px = &c->px;
     if (!c->px_on) {
@@ -490,7 +418,7 @@ static void px_timeout(uv_timer_t *t)
     if (px->timer_kind == PXT_UPSTREAM) {
         char why[160];
         snprintf(why, sizeof why, "service '%s' did not answer within %gs", px->service,
-                 (double)c->relay->cfg.upstream_timeout_ms / 1000.0);
+                 (double)c->relay->cfg->upstream_timeout_ms / 1000.0);
         px_fail(c, 504, "Gateway Timeout", why);
         return;
     }
@@ -592,7 +520,7 @@ static size_t px_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin
                      : px->req_close              ? PXQ_DONE
                                                   : PXQ_HEAD;
             if (!px_timer_running(c) && px->rs == PXS_HEAD && !px->rs_sent) {
-                px_timer_start(c, PXT_UPSTREAM, c->relay->cfg.upstream_timeout_ms);
+                px_timer_start(c, PXT_UPSTREAM, c->relay->cfg->upstream_timeout_ms);
             }
             px_want(c, true); /* the next head may be waiting in c->in */
         }
@@ -630,7 +558,7 @@ static void px_response_done(struct hconn *c)
     }
     px_timer_stop(c);
     if (px->qn && (px->rq != PXQ_BODY || px->qn > 1)) {
-        px_timer_start(c, PXT_UPSTREAM, c->relay->cfg.upstream_timeout_ms);
+        px_timer_start(c, PXT_UPSTREAM, c->relay->cfg->upstream_timeout_ms);
     }
     px_want(c, true); /* a head that waited for the answers may go now */
 }
@@ -680,11 +608,11 @@ static void px_rx(struct hconn *c, struct up_lstream *st, const uint8_t *p, size
         /* PXS_HEAD: collect until the head is complete. */
         /* Only what can still be head: the bytes after it (a body) stay in p. */
         size_t before = up_buf_len(&px->rhead);
-        size_t take = c->relay->cfg.max_head - before;
+        size_t take = c->relay->cfg->max_head - before;
         if (take > n) {
             take = n;
         }
-        if (up_buf_append(&px->rhead, p, take, c->relay->cfg.max_head) < 0) {
+        if (up_buf_append(&px->rhead, p, take, c->relay->cfg->max_head) < 0) {
             up_link_consumed(st, n);
             px_fail(c, 502, "Bad Gateway", "the backend's response head is too large");
             return;
@@ -692,7 +620,7 @@ static void px_rx(struct hconn *c, struct up_lstream *st, const uint8_t *p, size
         struct up_h1_header hdrs[HCONN_MAX_HEADERS];
         struct up_h1_msg m;
         int rv = up_h1_parse_response(up_buf_rptr(&px->rhead), up_buf_len(&px->rhead), &px->rscan,
-                                      &m, hdrs, HCONN_MAX_HEADERS, c->relay->cfg.max_head);
+                                      &m, hdrs, HCONN_MAX_HEADERS, c->relay->cfg->max_head);
         if (rv == UP_EAGAIN) {
             return; /* credit for these bytes returns when the head is written */
         }
@@ -1036,7 +964,7 @@ static void px_pump(struct hconn *c)
                 px->fin_out = true; /* let the answers in flight finish */
                 up_link_ready(&px->st);
             } else if (px->qn == 0 && !px_timer_running(c)) {
-                px_timer_start(c, PXT_IDLE, r->cfg.keepalive_timeout_ms);
+                px_timer_start(c, PXT_IDLE, r->cfg->keepalive_timeout_ms);
             }
             return;
         }
@@ -1046,7 +974,7 @@ static void px_pump(struct hconn *c)
         struct up_h1_header hdrs[HCONN_MAX_HEADERS];
         struct up_h1_msg m;
         int rv = up_h1_parse_request(up_buf_rptr(&c->in), up_buf_len(&c->in), &c->scan, &m, hdrs,
-                                     HCONN_MAX_HEADERS, r->cfg.max_head);
+                                     HCONN_MAX_HEADERS, r->cfg->max_head);
         if (rv == UP_EAGAIN) {
             if (up_buf_len(&c->in) >= PX_IN_MAX) {
                 px_fail(c, 431, "Request Header Fields Too Large", "request head too large");
@@ -1074,7 +1002,7 @@ static void px_pump(struct hconn *c)
             }
             px_close(c);
             c->state = HC_HEAD;
-            hc_on_request(c, &m);
+            c->on_request(c, &m);
             return;
         }
         if (px_request(c, &m, svc) != PX_GO) {
@@ -1136,6 +1064,7 @@ bool px_try(struct hconn *c, const struct up_h1_msg *m)
     px->timer.data = c;
     c->open_handles++;
     c->px_on = true;
+    c->on_close = px_close;
     c->state = HC_PROXY;
     uv_timer_stop(&c->timer); /* the head timeout: ours from now on */
     if (px_request(c, m, svc) == PX_GO) {

@@ -11,16 +11,9 @@
 
 #include "base/cidr.h"
 #include "link/link.h"
+#include "proto/hparse.h"
 
 #define UP_RELAY_MAX_ROUTES 64
-
-/* --route [HOST][/PREFIX]=SERVICE: requests for HOST (any host when empty) whose path starts
- * with PREFIX (on a segment boundary; any path when empty) go to the http service SERVICE. */
-struct up_relay_route {
-    char host[256]; /* lowercase, no port */
-    char prefix[256];
-    char service[64];
-};
 
 struct up_relay_cfg {
     const char *listen; /* host:port */
@@ -39,16 +32,13 @@ struct up_relay_cfg {
     struct up_link_cfg link;
     /* HTTP services (http.c). */
     const char *domain; /* --domain D: Host "NAME.D" reaches the http service NAME */
-    struct up_relay_route routes[UP_RELAY_MAX_ROUTES];
+    struct up_hparse_route routes[UP_RELAY_MAX_ROUTES]; /* --route, up_hparse_route() */
     size_t n_routes;
     uint64_t upstream_timeout_ms;  /* request sent, no answer from the backend: 504 */
     uint64_t keepalive_timeout_ms; /* idle client connection between requests */
     const char *real_ip_header;    /* "X-Real-IP": the client's address, for the backend */
     const char *xff_header;        /* "X-Forwarded-For" */
 };
-
-/* Parse a --route spec into rt. Returns 0, or -1 with a reason in err. */
-int up_relay_parse_route(const char *spec, struct up_relay_route *rt, char *err, size_t cap);
 
 struct up_relay;
 

@@ -1,7 +1,8 @@
-/* The relay's parts share these definitions: relay.c (links, the stream switch, the front
- * door), http.c (the reverse proxy for http services). Not a public interface. */
-#ifndef UP_RELAY_INTERNAL_H
-#define UP_RELAY_INTERNAL_H
+/* The layouts the relay's modules share, and nothing else: no functions, and no header from
+ * src/relay, so every module can include it without a cycle (STYLE §2, a `*_types.h`). Each
+ * struct's fields are touched only by the modules named on it. Not a public interface. */
+#ifndef UP_RELAY_TYPES_H
+#define UP_RELAY_TYPES_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -14,21 +15,22 @@
 #include "link/link.h"
 #include "proto/h1.h"
 #include "proto/h1body.h"
+#include "proto/hparse.h"
 #include "proto/token.h"
-#include "relay/relay.h"
+#include "proto/ws.h"
+
+struct up_relay_cfg;
 
 #define HCONN_MAX_HEADERS 64
 #define API_MAX_BODY 8192 /* /api/ request bodies (JSON) */
-#define LINGER_MS 2000
-#define BRIDGE_PENDING_MAX (UP_MUX_MAX_WINDOW + 0u)
-#define BRIDGE_MAX_REOPENS 3 /* agents tried after refusals that crossed their GOAWAY */
 
 enum rlink_role { RL_AGENT, RL_CLIENT };
 
 /* What an agent registered a service as (?http=a,b&protect=a). */
-#define RS_HTTP 1u    /* an HTTP backend: reachable through the reverse proxy */
-#define RS_PROTECT 2u /* ... only with a client token (Bearer or cookie) */
+#define RS_HTTP UP_HPARSE_SVC_HTTP       /* an HTTP backend: reachable through the proxy */
+#define RS_PROTECT UP_HPARSE_SVC_PROTECT /* ... only with a client token (Bearer or cookie) */
 
+/* A link that passed the front door (front.c makes it, registry.c lists and frees it). */
 struct rlink {
     struct up_relay *relay;
     struct up_link *link; /* owned by itself; NULL once closed */
@@ -44,18 +46,7 @@ struct rlink {
     struct rlink *next, *prev;
 };
 
-struct bridge {
-    struct up_relay *relay;
-    struct up_lstream a;  /* on the client's link (the peer opened it) */
-    struct up_lstream b;  /* on the agent's link (we opened it) */
-    struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
-    bool fin_ab, fin_ba;
-    bool a_done, b_done;
-    uint8_t reopens;
-    struct rlink *agent; /* borrowed: valid while b is on the agent's link */
-    char service[UP_MUX_MAX_NAME + 1];
-};
-
+/* The front door's connection states (conn.c, front.c; HC_PROXY http.c, HC_WSB wsb.c). */
 enum hc_state {
     HC_TLS,    /* TLS handshake */
     HC_PROXY,  /* proxying requests to an http service (http.c) */
@@ -121,6 +112,7 @@ struct hproxy {
 enum wsb_kind { WSB_SERVICE, WSB_PAIR_HOST, WSB_PAIR_BROWSER };
 #define PAIR_TOKEN_LEN 32 /* base64url of 24 random bytes: 192 bits */
 
+/* A pairing token (pair.c; wsb.c joins the sides). */
 struct pairing {
     char token[PAIR_TOKEN_LEN + 1];
     uint64_t expires_ms;                 /* uv_now() */
@@ -149,6 +141,9 @@ struct hwsb {
     char service[UP_TOKEN_MAX_NAME + 1];
 };
 
+/* A connection at the front door (conn.c, front.c), and what it turned into: px (http.c) or
+ * ws (wsb.c). The hooks let conn.c and http.c call up into the module that owns the
+ * connection's current use, so that no module calls into one above it. */
 struct hconn {
     struct up_relay *relay;
     struct up_sock *sock; /* owned */
@@ -171,13 +166,22 @@ struct hconn {
     struct hproxy px;
     bool wsb_on; /* ws is in use: the upgrade becomes a bridge, not a link */
     struct hwsb ws;
+    /* The connection closes: leave links, peers, timers (http.c, wsb.c). May be NULL. */
+    void (*on_close)(struct hconn *c);
+    /* The 101 is written (upgrade_after): become a link (front.c) or a bridge (wsb.c). */
+    void (*on_upgraded)(struct hconn *c);
+    /* A request head for the relay itself, at the start of in (front.c's router; http.c
+     * hands back the requests of a proxied connection that name no service). */
+    void (*on_request)(struct hconn *c, const struct up_h1_msg *m);
     struct hconn *next, *prev;
 };
 
+/* The relay (relay.c makes and ends it; the lists and counters are their modules'). */
 struct up_relay {
     uv_loop_t *loop;
-    struct up_linkloop *ll; /* the links' flusher; released at shutdown */
-    struct up_relay_cfg cfg;
+    struct up_linkloop *ll;             /* the links' flusher; released at shutdown */
+    const struct up_relay_cfg *cfg;     /* owned: a copy of up_relay_new()'s */
+    const struct up_link_ops *link_ops; /* relay.c's, for the links front.c makes */
     struct up_listener lsock;
     struct ssl_ctx_st *tls;
     char addr[80];
@@ -203,46 +207,8 @@ struct up_relay {
     size_t n_pairings;
     uv_timer_t pair_timer; /* expiry sweep, while pairings exist */
     bool pair_timer_init;
+    /* A side that waited for a pairing that expired: close it (wsb.c's, set by relay.c). */
+    void (*pair_expired)(struct hconn *c);
 };
-
-/* relay.c */
-struct rlink *relay_find_agent(struct up_relay *r, const char *name, size_t len, uint8_t *flags);
-bool relay_service_seen(const struct up_relay *r, const char *name, size_t len);
-/* The value of parameter key in the query q[0..qlen) (q may be NULL), or NULL. */
-const char *relay_query_param(const char *q, size_t qlen, const char *key, size_t *vlen);
-/* The token of "Authorization: Bearer TOKEN", trimmed; false when there is none. */
-bool relay_bearer(const struct up_h1_msg *m, const char **tok, size_t *len);
-/* up_token_verify() with the relay's secret, clock and leeway. */
-int relay_verify(const struct up_relay *r, const char *tok, size_t len, struct up_token_claims *cl,
-                 const char **reason);
-/* Write c->out to the socket. The first *owed bytes of it are a stream's: credit for them
- * goes back to st (may be NULL) as they leave. False when the connection failed and closed. */
-bool hc_write_owed(struct hconn *c, size_t *owed, struct up_lstream *st);
-void hc_close(struct hconn *c, bool release);
-void hc_closed(uv_handle_t *h);
-void hc_respond(struct hconn *c, int status, const char *text, const char *body, const char *ctype,
-                const char *extra);
-void hc_error(struct hconn *c, int status, const char *text, const char *why);
-void hc_flush(struct hconn *c);
-void hc_on_request(struct hconn *c, const struct up_h1_msg *m);
-/* http.c */
-/* Route a request to an http service by --route and --domain. Returns false when no route
- * matches (the relay's own endpoints then answer); true when the request was taken: the
- * connection is proxying, or an error answer is on its way. */
-bool px_try(struct hconn *c, const struct up_h1_msg *m);
-void px_sock_cb(struct hconn *c, bool readable, bool writable);
-/* The connection is closing: leave the link, stop the timer (counted in open_handles). */
-void px_close(struct hconn *c);
-
-/* wsb.c */
-/* /s/<service>, /pair/<token>, /api/pairings. Returns false when path is none of them. */
-bool wsb_try(struct hconn *c, const struct up_h1_msg *m, const char *path);
-/* The 101 went out: start bridging. */
-void wsb_start(struct hconn *c);
-void wsb_sock_cb(struct hconn *c, bool readable, bool writable);
-/* The connection is closing: leave the link, the peer, the pairing. */
-void wsb_close(struct hconn *c);
-/* Relay shutdown: forget every pairing, stop the sweep timer. */
-void pairings_shutdown(struct up_relay *r);
 
 #endif

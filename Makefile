@@ -66,8 +66,9 @@ fuzz: build-fuzz/build.ninja
 fuzz-smoke:
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=20
 
+# BASELINE=PATH: also measure that (older) underpass binary in the same run, A/B.
 bench: build
-	@bench/bench.sh
+	@bench/bench.sh $(if $(BASELINE),--baseline $(BASELINE))
 	@bench/shaped.sh
 	@bench/turn.sh
 

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # Throughput and latency benchmark for underpass, against baselines, on 127.0.0.1.
 #
-#   bench/bench.sh [--smoke] [--bin PATH] [--out DIR]
+#   bench/bench.sh [--smoke] [--bin PATH] [--baseline PATH] [--out DIR]
 #   (--bin defaults to $UNDERPASS_BENCH_BIN, else build/underpass)
+#
+# With --baseline OLD (another underpass binary, e.g. built from the last release or from
+# main before a change) the run ends with an A/B section: ws and wss throughput and the ws
+# ping-pong, measured for OLD and for the new binary in alternation (old, new, new, old ...;
+# 2 rounds each, 1 in smoke mode), on the same ports and services. It prints new/old ratios
+# of the medians; `make bench BASELINE=OLD` passes it on.
 #
 # Measures in one run (iperf3, one stream, receiver's bits/s):
 #   direct loopback          iperf3 -c -> iperf3 -s
@@ -31,12 +37,14 @@ ROOT=$(dirname "$HERE")
 BIN=${UNDERPASS_BENCH_BIN:-$ROOT/build/underpass}
 OUT=$HERE/out
 SMOKE=0
+BASE_BIN=
 
 usage() { sed -n '2,/^set -euo/{/^set -euo/d;s/^# \{0,1\}//;p}' "${BASH_SOURCE[0]}"; }
 while (($#)); do
     case $1 in
         --smoke) SMOKE=1 ;;
         --bin) BIN=${2:?--bin needs a path}; shift ;;
+        --baseline) BASE_BIN=${2:?--baseline needs a path}; shift ;;
         --out) OUT=${2:?--out needs a directory}; shift ;;
         -h | --help) usage; exit 0 ;;
         *) echo "bench: unknown argument '$1' (try --help)" >&2; exit 2 ;;
@@ -66,6 +74,10 @@ fi
 if [[ ! -x $BIN ]]; then
     say "error: underpass binary not found at $BIN; build it first:"
     say "  cmake -S $ROOT -B $ROOT/build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo && ninja -C $ROOT/build"
+    exit 2
+fi
+if [[ -n $BASE_BIN && ! -x $BASE_BIN ]]; then
+    say "error: --baseline $BASE_BIN is not an executable underpass binary"
     exit 2
 fi
 if [[ ! -r /proc/net/tcp ]]; then
@@ -242,10 +254,10 @@ underpass_up() {
     while (($#)) && [[ $1 != -- ]]; do ropts+=("$1"); shift; done
     (($#)) && shift
     popts=("$@")
-    start "relay-$tag" "$BIN" relay --listen "127.0.0.1:$rport" "${ropts[@]}"
+    start "relay-$tag" "${UP_BIN:-$BIN}" relay --listen "127.0.0.1:$rport" "${ropts[@]}"
     wait_until "relay-$tag to be ready" "relay-$tag" log_has "relay-$tag" "relay ready on $scheme://"
     wait_until "relay-$tag to listen on :$rport" "relay-$tag" listening "$rport"
-    start "agent-$tag" "$BIN" agent --relay "$scheme://127.0.0.1:$rport" --token "$AGENT_TOKEN" \
+    start "agent-$tag" "${UP_BIN:-$BIN}" agent --relay "$scheme://127.0.0.1:$rport" --token "$AGENT_TOKEN" \
         --service "iperf=tcp://127.0.0.1:$iport" --service "echo=tcp://127.0.0.1:$P_ECHO" "${popts[@]}"
     wait_until "agent-$tag to connect" "agent-$tag" log_has "agent-$tag" "connected to relay"
 }
@@ -254,7 +266,7 @@ underpass_up() {
 connect_up() {
     local name=$1 scheme=$2 rport=$3 svc=$4 lport=$5
     shift 5
-    start "$name" "$BIN" connect --relay "$scheme://127.0.0.1:$rport" --token "$CLIENT_TOKEN" "$svc" \
+    start "$name" "${UP_BIN:-$BIN}" connect --relay "$scheme://127.0.0.1:$rport" --token "$CLIENT_TOKEN" "$svc" \
         --listen "127.0.0.1:$lport" "$@"
     wait_until "$name to reach service '$svc'" "$name" log_has "$name" "reaches service"
     wait_until "$name to listen on :$lport" "$name" listening "$lport"
@@ -313,7 +325,41 @@ connect_up connect-wss wss "$P_RELAY_WSS" iperf "$P_CONN_WSS" --ca "$W/tls/cert.
 iperf_server iperf-wss "$P_IPERF_WSS"
 run_iperf underpass_wss "$P_CONN_WSS" iperf-wss connect=connect-wss relay=relay-wss agent=agent-wss
 wait_exit iperf-wss 10
-stop connect-wss agent-wss relay-wss echo
+stop connect-wss agent-wss relay-wss
+
+# 7. A/B against a baseline binary: the same ws/wss/latency runs, old and new alternating.
+# ab_round WHICH ROUND: WHICH is "base" or "new".
+ab_round() {
+    local which=$1 r=$2
+    UP_BIN=$BIN
+    [[ $which == base ]] && UP_BIN=$BASE_BIN
+    underpass_up ws ws "$P_RELAY_WS" "$P_IPERF_WS"
+    connect_up connect-ws ws "$P_RELAY_WS" iperf "$P_CONN_WS"
+    connect_up connect-ws-echo ws "$P_RELAY_WS" echo "$P_CONN_WS_ECHO"
+    iperf_server iperf-ws "$P_IPERF_WS"
+    run_iperf "ab_${which}_ws_$r" "$P_CONN_WS" iperf-ws
+    wait_exit iperf-ws 10
+    run_pingpong "ab_${which}_$r" "$P_CONN_WS_ECHO" connect-ws-echo relay-ws agent-ws echo
+    stop connect-ws-echo connect-ws agent-ws relay-ws
+    underpass_up wss wss "$P_RELAY_WSS" "$P_IPERF_WSS" \
+        --tls-cert "$W/tls/cert.pem" --tls-key "$W/tls/key.pem" -- --ca "$W/tls/cert.pem"
+    connect_up connect-wss wss "$P_RELAY_WSS" iperf "$P_CONN_WSS" --ca "$W/tls/cert.pem"
+    iperf_server iperf-wss "$P_IPERF_WSS"
+    run_iperf "ab_${which}_wss_$r" "$P_CONN_WSS" iperf-wss
+    wait_exit iperf-wss 10
+    stop connect-wss agent-wss relay-wss
+    UP_BIN=
+}
+if [[ -n $BASE_BIN ]]; then
+    say "A/B: baseline $("$BASE_BIN" version 2>&1 | head -n 1) ($BASE_BIN) against $BIN"
+    ab_round base 1
+    ab_round new 1
+    if ((!SMOKE)); then
+        ab_round new 2
+        ab_round base 2
+    fi
+fi
+stop echo
 
 # ---------------------------------------------------------------- report
 
@@ -336,3 +382,6 @@ json.dump({
 }, open(sys.argv[1], "w"), indent=2)
 EOF
 lib report "$RES" "$OUT/results.json" || fail "could not build the report"
+if [[ -n $BASE_BIN ]]; then
+    lib ab-report "$RES" "$OUT/ab.json" || fail "could not build the A/B report"
+fi

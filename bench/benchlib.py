@@ -322,12 +322,61 @@ def cmd_report(res: str, out_json: str) -> int:
     return 0
 
 
+def cmd_ab_report(res: str, out_json: str) -> int:
+    """The A/B section: medians of each binary's ws/wss Gbit/s and ws round trips (added over
+    the direct echo measured earlier in the run), and new/old ratios."""
+    import statistics
+    direct = {}
+    p = os.path.join(res, "latency_direct.json")
+    if os.path.exists(p):
+        with open(p) as f:
+            direct = json.load(f)
+    med = {}
+    for which in ("base", "new"):
+        m = {}
+        for kind in ("ws", "wss"):
+            vals = []
+            for r in (1, 2):
+                q = os.path.join(res, f"ab_{which}_{kind}_{r}.iperf.json")
+                if os.path.exists(q):
+                    vals.append(_iperf_load(q)[1] / 1e9)
+            if vals:
+                m[f"{kind}_gbps"] = round(statistics.median(vals), 3)
+        for k in ("p50_us", "p99_us"):
+            vals = []
+            for r in (1, 2):
+                q = os.path.join(res, f"latency_ab_{which}_{r}.json")
+                if os.path.exists(q):
+                    with open(q) as f:
+                        vals.append(json.load(f)[k] - direct.get(k, 0.0))
+            if vals:
+                m[f"added_{k}"] = round(statistics.median(vals), 1)
+        med[which] = m
+    ratios = {k: round(med["new"][k] / med["base"][k], 3)
+              for k in med["new"] if k in med["base"] and med["base"][k] > 0}
+    with open(out_json, "w") as f:
+        json.dump({"median": med, "new_over_base": ratios}, f, indent=2)
+        f.write("\n")
+    w = print
+    w("")
+    w("A/B against the baseline binary (medians; new / old; throughput: higher is better,")
+    w("added latency: lower is better)")
+    w(f"{'':<26}{'old':>10}{'new':>10}{'new/old':>10}")
+    for k, label in (("ws_gbps", "ws Gbit/s"), ("wss_gbps", "wss Gbit/s"),
+                     ("added_p50_us", "ws added p50 (us)"), ("added_p99_us", "ws added p99 (us)")):
+        if k in ratios:
+            w(f"  {label:<24}{med['base'][k]:>10.2f}{med['new'][k]:>10.2f}{ratios[k]:>10.3f}")
+    w(f"A/B results: {out_json}")
+    return 0
+
+
 def main(argv) -> int:
     if len(argv) < 2:
         print(__doc__, file=sys.stderr)
         return 2
     cmd, args = argv[1], argv[2:]
     fn = {"ports": cmd_ports, "cpu-snap": cmd_cpu_snap, "iperf": cmd_iperf,
+          "ab-report": cmd_ab_report,
           "report": cmd_report}.get(cmd)
     if fn is None:
         print(__doc__, file=sys.stderr)

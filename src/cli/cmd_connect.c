@@ -9,6 +9,12 @@
 #define connect_opts up_connect_opts
 #define NOPTS up_connect_nopts
 
+static void say_stderr(void *ud, const char *line)
+{
+    (void)ud;
+    fprintf(stderr, "underpass connect: %s\n", line);
+}
+
 static void stop(void *ud)
 {
     up_client_stop(ud);
@@ -65,6 +71,7 @@ int cmd_connect(int argc, char **argv)
     if (up_setup_client(v, pos[0], &st, &cfg, err, sizeof err) < 0) {
         return cli_fail("connect", "%s", err);
     }
+    cfg.say = say_stderr;
     uv_loop_t *loop = uv_default_loop();
     struct up_client *c = up_client_new(loop, &cfg, st.base_path, err, sizeof err);
     if (!c) {

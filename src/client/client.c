@@ -1,6 +1,7 @@
 #include "client/client.h"
 
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -57,6 +58,22 @@ struct cconn {
 static bool hold_at(struct up_client *c, int fd, const char *peer, uint64_t since_ms,
                     uint64_t retry_ms, bool no_agent);
 
+/* A line for the user of connect --stdio (see up_client_cfg.say). */
+static void say(struct up_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void say(struct up_client *c, const char *fmt, ...)
+{
+    char line[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (c->cfg.say) {
+        c->cfg.say(c->cfg.say_ud, line);
+    } else {
+        UP_LOGW("%s", line);
+    }
+}
+
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
 {
     struct cconn *cc = p->ud;
@@ -96,8 +113,8 @@ static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
     up_free(cc);
     if (code != 0) {
         if (c->cfg.stdio) {
-            fprintf(stderr, "underpass connect: stream to '%s' closed: %s%s%s\n", c->cfg.service,
-                    up_mux_code_name(code), reason && *reason ? ": " : "", reason ? reason : "");
+            say(c, "stream to '%s' closed: %s%s%s", c->cfg.service, up_mux_code_name(code),
+                reason && *reason ? ": " : "", reason ? reason : "");
         } else {
             UP_LOGI("stream %u to '%s' closed: %s%s%s", p->st.sid, c->cfg.service,
                     up_mux_code_name(code), reason && *reason ? ": " : "", reason ? reason : "");
@@ -228,7 +245,7 @@ static void on_up(struct up_uplink *u, struct up_link *l)
         c->stdio_started = true;
         int rv = open_stream(c, 0, 1, "stdio", uv_now(c->loop), false);
         if (rv < 0) {
-            fprintf(stderr, "underpass connect: cannot open stream: %s\n", up_strerror(rv));
+            say(c, "cannot open stream: %s", up_strerror(rv));
             c->status = 1;
             up_client_stop(c);
         }
@@ -246,7 +263,7 @@ static void on_down(struct up_uplink *u, const char *reason, int status, uint64_
         return;
     }
     if (c->cfg.stdio) {
-        fprintf(stderr, "underpass connect: %s\n", reason);
+        say(c, "%s", reason);
         c->status = 1;
         up_client_stop(c);
         return;

@@ -15,6 +15,10 @@ struct up_client_cfg {
     const char *service;
     const char *listen; /* NULL with stdio, or for streams handed in (up_client_adopt) */
     bool stdio;
+    /* With stdio, what the user must see whatever the log level (why the stream ended): one
+     * line, without a prefix. NULL: logged at warn. The CLI prints it on stderr. */
+    void (*say)(void *ud, const char *line);
+    void *say_ud;
 };
 
 struct up_client;

@@ -54,6 +54,9 @@ def run_echo(stack, exe, env):
     assert out.returncode == 0, out.stdout + out.stderr
     assert f"{8 << 20} bytes echoed" in out.stdout
     assert "libunderpass 0.1.0 (abi 0)" in out.stdout
+    # The library writes nothing itself (no log callback was set): only the program's lines.
+    stray = [line for line in out.stderr.splitlines() if not line.startswith("pc_echo:")]
+    assert not stray, f"the library wrote to stderr: {stray}"
 
 
 def test_pkg_config_build_runs_agent_thread_and_connect(stack, installed, tmp):

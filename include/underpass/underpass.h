@@ -88,8 +88,9 @@ UP_API int up_options_set(struct up_options *o, const char *key, const char *val
  * Returns 0, UP_E_INVAL (bad or repeated name, too many services) or UP_E_NOMEM. */
 UP_API int up_options_serve(struct up_options *o, const char *name, up_stream_fn fn, void *ud,
                             char *err, size_t errlen);
-/* Where log lines at level or more urgent go (none by default). On a loop of yours the
- * callback is per thread: handles on one thread share the last one set there. */
+/* Where log lines at level or more urgent go (none by default; the option "log-level", when
+ * set, wins over level). On a loop of yours the callback is per thread: handles on one
+ * thread share the last one set there. */
 UP_API void up_options_log(struct up_options *o, int level, up_log_fn fn, void *ud);
 /* Link state callbacks (none by default). */
 UP_API void up_options_events(struct up_options *o, up_event_fn fn, void *ud);

@@ -159,6 +159,13 @@ UP_API int up_options_set(struct up_options *o, const char *key, const char *val
         set_err(err, errlen, msg);
         return UP_E_INVAL;
     }
+    enum up_log_level lvl;
+    if (strcmp(key, "log-level") == 0 && up_log_parse_level(copy, &lvl) < 0) {
+        snprintf(msg, sizeof msg,
+                 "log-level: unknown level '%.40s' (error, warn, info, debug, trace)", copy);
+        set_err(err, errlen, msg);
+        return UP_E_INVAL;
+    }
     return 0;
 }
 
@@ -243,10 +250,21 @@ static void log_sink(void *ud, enum up_log_level lvl, const char *line)
     o->log(o->log_ud, (int)lvl, line);
 }
 
+/* The level: "log-level" when it was set, else up_options_log's. */
+static enum up_log_level log_level(const struct up_options *o)
+{
+    const struct up_opt_val *v = up_setup_val(o->tab, o->n, o->vals, "log-level");
+    enum up_log_level lvl = (enum up_log_level)o->log_level;
+    if (v->set && v->str && up_log_parse_level(v->str, &lvl) < 0) {
+        lvl = (enum up_log_level)o->log_level; /* checked in up_options_set */
+    }
+    return lvl;
+}
+
 static void log_here(const struct up_options *o, const char *role)
 {
     if (o->log) {
-        up_log_thread((enum up_log_level)o->log_level, role, log_sink, (void *)o);
+        up_log_thread(log_level(o), role, log_sink, (void *)o);
     }
 }
 

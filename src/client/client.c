@@ -352,8 +352,14 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
     up_linkloop_unref(ll); /* the uplink holds it */
     if (!c->up) {
         snprintf(err, cap, "out of memory");
+        /* Close what runs on the loop, or it would never end. c itself stays allocated: the
+         * handles are closed from the loop and may not lose their memory before that. */
         if (c->listening) {
             up_listener_close(&c->lsock);
+        }
+        if (c->held_timer_init) {
+            uv_timer_stop(&c->held_timer);
+            uv_close((uv_handle_t *)&c->held_timer, NULL);
         }
         return NULL;
     }

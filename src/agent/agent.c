@@ -8,7 +8,7 @@
 #include "base/log.h"
 #include "link/dial.h"
 #include "link/pipe.h"
-#include "link/url.h"
+#include "proto/url.h"
 #include "net/sock.h"
 #include "proto/fwd.h"
 #include "proto/token.h"

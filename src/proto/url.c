@@ -1,4 +1,4 @@
-#include "link/url.h"
+#include "proto/url.h"
 
 #include <string.h>
 

@@ -60,6 +60,11 @@ int up_url_parse(const char *s, struct up_url *u, const char **why)
             *why = "garbage after [IPv6] address";
             return UP_EINVAL;
         }
+        if (hp[1] == '\0') {
+            /* "[]" names no host, as "ws://:80" does not. */
+            *why = "missing or overlong host";
+            return UP_EINVAL;
+        }
         if (strlen(hp + 1) >= sizeof u->host) {
             *why = "host too long";
             return UP_EINVAL;

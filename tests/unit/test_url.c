@@ -143,8 +143,8 @@ static void test_url_empty_or_missing_parts(void **state)
     refuse("ws:///path", host);
     refuse("ws://:80", host);
     refuse("tcp://:22", host);
-    /* Today an empty bracketed host gets through (the dial fails later). */
-    expect("ws://[]:80", "ws", false, "", 80, "/");
+    refuse("ws://[]:80", host);
+    refuse("wss://[]", host);
 }
 
 static void test_url_path_and_query_kept(void **state)

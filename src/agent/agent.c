@@ -10,6 +10,7 @@
 #include "link/pipe.h"
 #include "net/sock.h"
 #include "proto/fwd.h"
+#include "proto/mux.h"
 #include "proto/svcspec.h"
 
 /* One of the agent's uplinks. */
@@ -63,29 +64,6 @@ int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *e
     return 0;
 }
 
-/* The value of key in the relay's OPEN metadata ("key=value\n" lines), copied to out as
- * text; false when absent or too long. */
-static bool meta_get(const uint8_t *meta, size_t len, const char *key, char *out, size_t cap)
-{
-    size_t kl = strlen(key);
-    size_t i = 0;
-    while (i < len) {
-        const uint8_t *nl = memchr(meta + i, '\n', len - i);
-        size_t end = nl ? (size_t)(nl - meta) : len;
-        if (end - i > kl && memcmp(meta + i, key, kl) == 0 && meta[i + kl] == '=') {
-            size_t vl = end - i - kl - 1;
-            if (vl >= cap) {
-                return false;
-            }
-            memcpy(out, meta + i + kl + 1, vl);
-            out[vl] = '\0';
-            return true;
-        }
-        i = end + 1;
-    }
-    return false;
-}
-
 /* The PROXY protocol header for a stream: the client's address from the relay's metadata as
  * the source, the relay's end of the client's connection as the destination. When either is
  * missing (an older relay) or unparseable, the header says "unknown origin" (v1 UNKNOWN, v2
@@ -96,8 +74,8 @@ static void build_preface(struct bconn *b, int version, const uint8_t *meta, siz
     char cl[80], rl[80];
     uint8_t src[16], dst[16];
     uint16_t sport = 0, dport = 0;
-    bool known = meta_get(meta, meta_len, "client", cl, sizeof cl) &&
-                 meta_get(meta, meta_len, "relay", rl, sizeof rl) &&
+    bool known = up_mux_meta_get(meta, meta_len, "client", cl, sizeof cl) &&
+                 up_mux_meta_get(meta, meta_len, "relay", rl, sizeof rl) &&
                  up_fwd_addr_parse(cl, strlen(cl), src, &sport) == UP_OK &&
                  up_fwd_addr_parse(rl, strlen(rl), dst, &dport) == UP_OK;
     int rv;
@@ -238,7 +216,7 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
     al->streams_total++;
     snprintf(b->service, sizeof b->service, "%s", svc->name);
     /* The relay tells us the client's address: "client=IP:PORT\n..." (docs/PROTOCOL.md). */
-    if (!meta_get(meta, meta_len, "client", b->client, sizeof b->client)) {
+    if (!up_mux_meta_get(meta, meta_len, "client", b->client, sizeof b->client)) {
         b->client[0] = '\0';
     }
     if (svc->proxy_protocol) {

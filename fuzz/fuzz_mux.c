@@ -10,7 +10,9 @@
  * (4) drive a struct up_mux_flow with the sizes seen and check its accounting;
  * (5) parse the split input again, but move parts of DATA payloads past the parser with
  *     up_mux_parser_skip (as the link does for splice), recording them as DATA: the trace,
- *     the result and the final state must be those of (1). */
+ *     the result and the final state must be those of (1);
+ * (6) read every OPEN's metadata, and the whole input as metadata, with up_mux_meta_get and
+ *     compare with a second reading of the lines. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -121,6 +123,41 @@ static bool valid_name_char(char c)
            c == '_' || c == '.';
 }
 
+/* up_mux_meta_get against a second reading of the "key=value" lines: the first line that
+ * starts with "key=" decides, and its value comes back when it fits in cap with its NUL. */
+static void check_meta(const uint8_t *m, size_t len)
+{
+    static const char *const keys[] = {"client", "relay", "sub", ""};
+    static const size_t caps[] = {0, 1, 16, 80, UP_MUX_MAX_META + 1};
+    static char out[UP_MUX_MAX_META + 2];
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+        size_t kl = strlen(keys[k]);
+        const uint8_t *val = NULL;
+        size_t vl = 0;
+        for (size_t i = 0; i < len && !val;) {
+            size_t e = i;
+            while (e < len && m[e] != '\n') {
+                e++;
+            }
+            if (e - i > kl && memcmp(m + i, keys[k], kl) == 0 && m[i + kl] == '=') {
+                val = m + i + kl + 1;
+                vl = e - i - kl - 1;
+            }
+            i = e + 1;
+        }
+        for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+            out[0] = 0x7f;
+            bool got = up_mux_meta_get(m, len, keys[k], out, caps[c]);
+            CHECK(got == (val != NULL && vl < caps[c]));
+            if (got) {
+                CHECK(memcmp(out, val, vl) == 0 && out[vl] == '\0');
+            } else {
+                CHECK(out[0] == 0x7f);
+            }
+        }
+    }
+}
+
 /* The event's own invariants, from the header's contract. */
 static void check_event(const struct up_mux_cfg *cfg, const struct up_mux_ev *ev, const uint8_t *in,
                         size_t used)
@@ -142,6 +179,7 @@ static void check_event(const struct up_mux_cfg *cfg, const struct up_mux_ev *ev
             CHECK(valid_name_char(ev->name[i]));
         }
         CHECK(ev->len <= UP_MUX_MAX_META);
+        check_meta(ev->data, ev->len);
         break;
     case UP_MUX_EV_ACCEPT:
         CHECK(ev->sid != 0 && ev->window <= UP_MUX_MAX_WINDOW);
@@ -449,6 +487,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     memcpy(all, in, len);
     memcpy(a, in, cut);
     memcpy(b, in + cut, len - cut);
+
+    /* (6), for the whole input when an OPEN could carry it; OPEN events get it in run(). */
+    if (len <= UP_MUX_MAX_META) {
+        check_meta(all, len);
+    }
 
     /* (1) + (3) + (4) */
     struct flow_model fm = {.now_us = 1000};

@@ -8,10 +8,10 @@
 #include "base/log.h"
 #include "link/dial.h"
 #include "link/pipe.h"
-#include "link/url.h"
 #include "net/sock.h"
 #include "proto/fwd.h"
-#include "proto/token.h"
+#include "proto/mux.h"
+#include "proto/svcspec.h"
 
 /* One of the agent's uplinks. */
 struct alink {
@@ -47,104 +47,21 @@ struct bconn {
     size_t preface_len;
 };
 
-/* The query of a service spec: "proxy-protocol=v1" (pairs joined by '&'). */
-static int parse_service_query(const char *spec, const char *q, struct up_agent_service *s,
-                               char *err, size_t cap)
-{
-    const char *key = "proxy-protocol=";
-    while (*q) {
-        size_t len = strcspn(q, "&");
-        if (len >= strlen(key) && strncmp(q, key, strlen(key)) == 0) {
-            const char *v = q + strlen(key);
-            size_t vl = len - strlen(key);
-            if (vl == 2 && strncmp(v, "v1", 2) == 0) {
-                s->proxy_protocol = 1;
-            } else if (vl == 2 && strncmp(v, "v2", 2) == 0) {
-                s->proxy_protocol = 2;
-            } else {
-                snprintf(err, cap, "--service '%s': proxy-protocol must be v1 or v2, not '%.*s'",
-                         spec, (int)(vl > 32 ? 32 : vl), v);
-                return -1;
-            }
-        } else if (len) {
-            snprintf(err, cap,
-                     "--service '%s': unknown option '%.*s' (the only one is "
-                     "?proxy-protocol=v1 or =v2)",
-                     spec, (int)(len > 32 ? 32 : len), q);
-            return -1;
-        }
-        q += len;
-        if (*q == '&') {
-            q++;
-        }
-    }
-    return 0;
-}
-
 int up_agent_parse_service(const char *spec, struct up_agent_service *s, char *err, size_t cap)
 {
-    const char *eq = strchr(spec, '=');
+    _Static_assert(sizeof s->name == sizeof((struct up_svcspec *)0)->name, "name size");
+    _Static_assert(sizeof s->host == sizeof((struct up_svcspec *)0)->host, "host size");
+    struct up_svcspec sp;
     memset(s, 0, sizeof(*s));
-    if (!eq || eq == spec || (size_t)(eq - spec) >= sizeof s->name) {
-        snprintf(err, cap, "--service '%s': expected NAME=tcp://HOST:PORT", spec);
+    if (up_svcspec_parse(spec, &sp, err, cap) < 0) {
         return -1;
     }
-    size_t nl = (size_t)(eq - spec);
-    if (!up_token_valid_service_name(spec, nl) || (nl == 1 && spec[0] == '*')) {
-        snprintf(err, cap, "--service '%s': name must be 1-63 of [A-Za-z0-9._-]", spec);
-        return -1;
-    }
-    memcpy(s->name, spec, nl);
-    char target[600];
-    const char *q = strchr(eq + 1, '?');
-    size_t tl = q ? (size_t)(q - eq - 1) : strlen(eq + 1);
-    if (tl >= sizeof target) {
-        snprintf(err, cap, "--service '%.80s...': target too long", spec);
-        return -1;
-    }
-    memcpy(target, eq + 1, tl);
-    target[tl] = '\0';
-    struct up_url u;
-    const char *why = NULL;
-    if (up_url_parse(target, &u, &why) < 0) {
-        snprintf(err, cap, "--service '%s': %s", spec, why);
-        return -1;
-    }
-    if (strcmp(u.scheme, "tcp") != 0 && strcmp(u.scheme, "http") != 0) {
-        snprintf(err, cap, "--service '%s': the target must be tcp://HOST:PORT or http://HOST:PORT",
-                 spec);
-        return -1;
-    }
-    s->http = strcmp(u.scheme, "http") == 0;
-    if (q && parse_service_query(spec, q + 1, s, err, cap) < 0) {
-        return -1;
-    }
-    snprintf(s->host, sizeof s->host, "%s", u.host);
-    s->port = u.port;
+    memcpy(s->name, sp.name, sizeof s->name);
+    memcpy(s->host, sp.host, sizeof s->host);
+    s->port = sp.port;
+    s->proxy_protocol = sp.proxy_protocol;
+    s->http = sp.http;
     return 0;
-}
-
-/* The value of key in the relay's OPEN metadata ("key=value\n" lines), copied to out as
- * text; false when absent or too long. */
-static bool meta_get(const uint8_t *meta, size_t len, const char *key, char *out, size_t cap)
-{
-    size_t kl = strlen(key);
-    size_t i = 0;
-    while (i < len) {
-        const uint8_t *nl = memchr(meta + i, '\n', len - i);
-        size_t end = nl ? (size_t)(nl - meta) : len;
-        if (end - i > kl && memcmp(meta + i, key, kl) == 0 && meta[i + kl] == '=') {
-            size_t vl = end - i - kl - 1;
-            if (vl >= cap) {
-                return false;
-            }
-            memcpy(out, meta + i + kl + 1, vl);
-            out[vl] = '\0';
-            return true;
-        }
-        i = end + 1;
-    }
-    return false;
 }
 
 /* The PROXY protocol header for a stream: the client's address from the relay's metadata as
@@ -157,8 +74,8 @@ static void build_preface(struct bconn *b, int version, const uint8_t *meta, siz
     char cl[80], rl[80];
     uint8_t src[16], dst[16];
     uint16_t sport = 0, dport = 0;
-    bool known = meta_get(meta, meta_len, "client", cl, sizeof cl) &&
-                 meta_get(meta, meta_len, "relay", rl, sizeof rl) &&
+    bool known = up_mux_meta_get(meta, meta_len, "client", cl, sizeof cl) &&
+                 up_mux_meta_get(meta, meta_len, "relay", rl, sizeof rl) &&
                  up_fwd_addr_parse(cl, strlen(cl), src, &sport) == UP_OK &&
                  up_fwd_addr_parse(rl, strlen(rl), dst, &dport) == UP_OK;
     int rv;
@@ -299,7 +216,7 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
     al->streams_total++;
     snprintf(b->service, sizeof b->service, "%s", svc->name);
     /* The relay tells us the client's address: "client=IP:PORT\n..." (docs/PROTOCOL.md). */
-    if (!meta_get(meta, meta_len, "client", b->client, sizeof b->client)) {
+    if (!up_mux_meta_get(meta, meta_len, "client", b->client, sizeof b->client)) {
         b->client[0] = '\0';
     }
     if (svc->proxy_protocol) {

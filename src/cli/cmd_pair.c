@@ -4,7 +4,7 @@
 #include "base/log.h"
 #include "cli/common.h"
 #include "client/pair.h"
-#include "link/url.h"
+#include "proto/url.h"
 #include "net/tls.h"
 
 int cmd_pair(int argc, char **argv);

@@ -12,7 +12,7 @@
 #include "lib/opts.h"
 #include "link/link.h"
 #include "link/uplink.h"
-#include "link/url.h"
+#include "proto/url.h"
 #include "proto/proxy.h"
 
 /* Options every link-holding subcommand has (appended to each table). */

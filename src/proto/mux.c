@@ -479,3 +479,24 @@ uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us, 
     f->last_grant_us = now_us;
     return inc;
 }
+
+bool up_mux_meta_get(const uint8_t *meta, size_t len, const char *key, char *out, size_t cap)
+{
+    size_t kl = strlen(key);
+    size_t i = 0;
+    while (i < len) {
+        const uint8_t *nl = memchr(meta + i, '\n', len - i);
+        size_t end = nl ? (size_t)(nl - meta) : len;
+        if (end - i > kl && memcmp(meta + i, key, kl) == 0 && meta[i + kl] == '=') {
+            size_t vl = end - i - kl - 1;
+            if (vl >= cap) {
+                return false;
+            }
+            memcpy(out, meta + i + kl + 1, vl);
+            out[vl] = '\0';
+            return true;
+        }
+        i = end + 1;
+    }
+    return false;
+}

@@ -143,6 +143,13 @@ UP_NODISCARD int up_mux_encode_ping(uint8_t *dst, size_t cap, const uint8_t opaq
 UP_NODISCARD int up_mux_encode_goaway(uint8_t *dst, size_t cap, uint32_t last_sid, uint32_t code,
                                       const char *reason);
 
+/* OPEN metadata (docs/PROTOCOL.md §5.2) is "key=value" lines, each ended by '\n' (the last
+ * one may lack it). Copy the value of the first line whose key is key into out (cap bytes) and
+ * NUL-terminate it; the value is copied as it is (a NUL in it ends the text early). Returns
+ * false, out untouched, when no line has the key or when the first one's value has cap bytes
+ * or more (later lines are not tried). */
+bool up_mux_meta_get(const uint8_t *meta, size_t len, const char *key, char *out, size_t cap);
+
 /* Per-stream flow control. The receiver grants window; the sender spends it. Credit goes back
  * only through up_mux_flow_consumed(), which the caller calls once bytes reached the next hop
  * (BRIEF rule 3). The window grows (doubling, up to max_window) when a half window is consumed

@@ -1288,6 +1288,101 @@ static void test_mux_flow_autotune_holds(void **state)
     assert_int_equal(f.recv_window, 1000);
 }
 
+/* up_mux_meta_get on the C string m as a string, "(none)" when it returns false (and then
+ * out must be untouched). */
+static const char *meta(const char *m, const char *key, size_t cap)
+{
+    static char out[128];
+    assert_true(cap <= sizeof out);
+    memset(out, '#', sizeof out);
+    if (!up_mux_meta_get((const uint8_t *)m, strlen(m), key, out, cap)) {
+        assert_int_equal(out[0], '#');
+        return "(none)";
+    }
+    assert_true(strlen(out) < cap);
+    return out;
+}
+
+static void test_mux_meta_get_finds_keys(void **state)
+{
+    (void)state;
+    /* What the relay sends an agent (src/relay/bridge.c, docs/PROTOCOL.md §5.2). */
+    static const char m[] = "client=198.51.100.4:40022\nrelay=10.0.0.1:443\nsub=alice\n";
+    assert_string_equal(meta(m, "client", 80), "198.51.100.4:40022");
+    assert_string_equal(meta(m, "relay", 80), "10.0.0.1:443");
+    assert_string_equal(meta(m, "sub", 80), "alice");
+    /* The last line needs no newline; the first line with the key wins. */
+    assert_string_equal(meta("a=1\nclient=[::1]:22", "client", 80), "[::1]:22");
+    assert_string_equal(meta("client=1\nclient=2\n", "client", 80), "1");
+    /* Empty values, empty lines, '=' in a value, bytes copied as they are. */
+    assert_string_equal(meta("sub=\nclient=x\n", "sub", 80), "");
+    assert_string_equal(meta("sub=", "sub", 80), "");
+    assert_string_equal(meta("\n\n\nsub=a\n\n", "sub", 80), "a");
+    assert_string_equal(meta("sub=a=b\n", "sub", 80), "a=b");
+    assert_string_equal(meta("client==x\n", "client", 80), "=x");
+    assert_string_equal(meta("sub=a\r\n", "sub", 80), "a\r");
+    assert_string_equal(meta("sub= a \n", "sub", 80), " a ");
+    /* A NUL in a value ends the text. */
+    static const uint8_t nul[] = "sub=a\0b\nx=1";
+    char out[16];
+    assert_true(up_mux_meta_get(nul, sizeof nul - 1, "sub", out, sizeof out));
+    assert_string_equal(out, "a");
+    assert_true(up_mux_meta_get(nul, sizeof nul - 1, "x", out, sizeof out));
+    assert_string_equal(out, "1");
+}
+
+static void test_mux_meta_get_absent(void **state)
+{
+    (void)state;
+    static const char m[] = "client=1.2.3.4:5\nrelay=6.7.8.9:10\n";
+    assert_string_equal(meta(m, "peer", 80), "(none)");
+    assert_string_equal(meta("", "client", 80), "(none)");
+    assert_string_equal(meta("\n\n", "client", 80), "(none)");
+    char out[4] = "###";
+    assert_false(up_mux_meta_get(NULL, 0, "client", out, sizeof out));
+    assert_string_equal(out, "###");
+    /* Keys are whole and case-sensitive: a prefix of a key, a key with more after it, and a
+     * line without '=' do not match. */
+    assert_string_equal(meta(m, "clien", 80), "(none)");
+    assert_string_equal(meta(m, "client=", 80), "(none)");
+    assert_string_equal(meta("clientx=1\nclient=2\n", "client", 80), "2");
+    assert_string_equal(meta("xclient=1\n", "client", 80), "(none)");
+    assert_string_equal(meta("CLIENT=1\n", "client", 80), "(none)");
+    assert_string_equal(meta("client\n", "client", 80), "(none)");
+    assert_string_equal(meta("client", "client", 80), "(none)");
+    assert_string_equal(meta("cl=1\n", "client", 80), "(none)");
+    assert_string_equal(meta("client 1\nclient=2", "client", 80), "2");
+    /* A key is looked for only at the start of a line. */
+    assert_string_equal(meta("a=client=1\n", "client", 80), "(none)");
+    /* The empty key matches a line that starts with '='. */
+    assert_string_equal(meta("a=1\n=2\n", "", 80), "2");
+}
+
+static void test_mux_meta_get_value_too_long(void **state)
+{
+    (void)state;
+    /* A value of cap-1 bytes fits (with its NUL); cap and cap+1 do not. */
+    assert_string_equal(meta("sub=abcd\n", "sub", 6), "abcd");
+    assert_string_equal(meta("sub=abcde\n", "sub", 6), "abcde");
+    assert_string_equal(meta("sub=abcdef\n", "sub", 6), "(none)");
+    assert_string_equal(meta("sub=abcdefg", "sub", 6), "(none)");
+    /* The empty value needs one byte; cap 0 holds nothing. */
+    assert_string_equal(meta("sub=\n", "sub", 1), "");
+    assert_string_equal(meta("sub=\n", "sub", 0), "(none)");
+    /* A first value that does not fit is not passed over for a later one. */
+    assert_string_equal(meta("sub=abcdefgh\nsub=ab\n", "sub", 6), "(none)");
+    /* The largest metadata an OPEN carries, one value filling it. */
+    static char big[UP_MUX_MAX_META + 1];
+    memcpy(big, "sub=", 4);
+    memset(big + 4, 'v', UP_MUX_MAX_META - 4);
+    static char out[UP_MUX_MAX_META];
+    assert_true(
+        up_mux_meta_get((const uint8_t *)big, UP_MUX_MAX_META, "sub", out, UP_MUX_MAX_META - 3));
+    assert_int_equal(strlen(out), UP_MUX_MAX_META - 4);
+    assert_false(
+        up_mux_meta_get((const uint8_t *)big, UP_MUX_MAX_META, "sub", out, UP_MUX_MAX_META - 4));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1327,6 +1422,9 @@ int main(void)
         cmocka_unit_test(test_mux_flow_consumed_half_window),
         cmocka_unit_test(test_mux_flow_autotune_grows),
         cmocka_unit_test(test_mux_flow_autotune_holds),
+        cmocka_unit_test(test_mux_meta_get_finds_keys),
+        cmocka_unit_test(test_mux_meta_get_absent),
+        cmocka_unit_test(test_mux_meta_get_value_too_long),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,4 +1,4 @@
-#include "link/url.h"
+#include "proto/url.h"
 
 #include <string.h>
 
@@ -58,6 +58,11 @@ int up_url_parse(const char *s, struct up_url *u, const char **why)
             port = end + 2;
         } else if (end[1] != '\0') {
             *why = "garbage after [IPv6] address";
+            return UP_EINVAL;
+        }
+        if (hp[1] == '\0') {
+            /* "[]" names no host, as "ws://:80" does not. */
+            *why = "missing or overlong host";
             return UP_EINVAL;
         }
         if (strlen(hp + 1) >= sizeof u->host) {

@@ -1,6 +1,6 @@
 /* ws:// and wss:// URLs for the relay, tcp:// targets for services. */
-#ifndef UP_LINK_URL_H
-#define UP_LINK_URL_H
+#ifndef UP_PROTO_URL_H
+#define UP_PROTO_URL_H
 
 #include <stdbool.h>
 #include <stdint.h>

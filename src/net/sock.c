@@ -208,6 +208,15 @@ int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
     return read_result(s, read(s->fd, p, cap), n);
 }
 
+int up_sock_peek(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        return UP_EINVAL;
+    }
+    return read_result(s, recv(s->fd, p, cap, MSG_PEEK), n);
+}
+
 int up_sock_splice_in(struct up_sock *s, int pipe_w, size_t len, size_t *n)
 {
     *n = 0;

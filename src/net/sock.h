@@ -48,6 +48,10 @@ UP_NODISCARD int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_soc
 void up_sock_want(struct up_sock *s, bool r, bool w);
 /* Read up to cap bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
+/* Copy up to cap bytes of what the peer sent on a plain socket without consuming them (to tell
+ * protocols apart by their first bytes). Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF or
+ * UP_ESYS (UP_EINVAL on TLS). */
+UP_NODISCARD int up_sock_peek(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
 /* Write up to len bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n);
 /* A connected AF_UNIX stream pair, both ends non-blocking and close-on-exec (in-process

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "net/addr.h"
 
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
@@ -560,6 +561,30 @@ int up_listener_start(struct up_listener *L, uv_loop_t *loop, int fd, up_accept_
     L->open = true;
     up_sock_want(&L->sock, true, false);
     return UP_OK;
+}
+
+int up_listener_open(struct up_listener *L, uv_loop_t *loop, const char *spec, int backlog,
+                     up_accept_fn fn, void *ud, char *addr, size_t cap, int *sys_err)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    *sys_err = 0;
+    if (addr && cap) {
+        addr[0] = '\0';
+    }
+    if (up_addr_parse(spec, &sa, &len) < 0) {
+        return UP_EINVAL;
+    }
+    int fd = up_tcp_listen((struct sockaddr *)&sa, len, backlog, sys_err);
+    if (fd < 0) {
+        return UP_ESYS;
+    }
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (addr && cap && getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
+        up_addr_format((struct sockaddr *)&bound, addr, cap);
+    }
+    return up_listener_start(L, loop, fd, fn, ud); /* closes fd on failure */
 }
 
 void up_listener_close(struct up_listener *L)

@@ -108,6 +108,15 @@ struct up_listener {
  * connection. Returns UP_OK or UP_ESYS. */
 UP_NODISCARD int up_listener_start(struct up_listener *L, uv_loop_t *loop, int fd, up_accept_fn fn,
                                    void *ud);
+/* Listen on spec, "IP:PORT" or "[IPv6]:PORT" with a numeric host (port 0: the kernel picks
+ * one), with SO_REUSEADDR (and IPV6_V6ONLY) and backlog, then start L as up_listener_start
+ * does. *sys_err is set to 0, and addr (cap bytes; may be NULL) to the bound address, such as
+ * "127.0.0.1:40123" ("" if the kernel would not tell). Returns UP_OK; UP_EINVAL when spec is
+ * not IP:PORT; UP_ESYS with errno in *sys_err when socket, bind or listen failed, or with
+ * *sys_err 0 when the loop cannot watch the socket. Nothing is left open on failure. */
+UP_NODISCARD int up_listener_open(struct up_listener *L, uv_loop_t *loop, const char *spec,
+                                  int backlog, up_accept_fn fn, void *ud, char *addr, size_t cap,
+                                  int *sys_err);
 /* Stop accepting and close the fd; idempotent. The memory holding L must outlive this loop
  * iteration (libuv closes the handles from the loop). */
 void up_listener_close(struct up_listener *L);

@@ -582,12 +582,9 @@ static void noop_closed(uv_handle_t *h)
 struct up_turn_server *up_turn_server_new(uv_loop_t *loop, const struct up_turn_server_cfg *cfg,
                                           char *err, size_t cap)
 {
-    char host[256];
-    uint16_t port;
     struct sockaddr_storage sa;
     socklen_t salen;
-    if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
-        up_addr_numeric(host, port, &sa, &salen) < 0) {
+    if (up_addr_parse(cfg->listen, &sa, &salen) < 0) {
         snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 0.0.0.0:3478)",
                  cfg->listen);
         return NULL;
@@ -644,13 +641,14 @@ struct up_turn_server *up_turn_server_new(uv_loop_t *loop, const struct up_turn_
     to_addr(&bound, &s->local);
     up_addr_format((struct sockaddr *)&bound, s->addr, sizeof s->addr);
     int e = 0;
-    int lfd = up_tcp_listen((struct sockaddr *)&bound, blen, 1024, &e);
-    if (lfd < 0) {
-        snprintf(err, cap, "cannot listen on TCP %.80s: %s", s->addr, strerror(e));
-        goto fail;
-    }
-    if (up_listener_start(&s->lsock, loop, lfd, on_accept, s) < 0) {
-        snprintf(err, cap, "cannot watch the TCP listener");
+    int rv = up_listener_open(&s->lsock, loop, s->addr, 1024, on_accept, s, NULL, 0, &e);
+    if (rv < 0) {
+        if (e || rv == UP_EINVAL) {
+            snprintf(err, cap, "cannot listen on TCP %.80s: %s", s->addr,
+                     e ? strerror(e) : up_strerror(rv));
+        } else {
+            snprintf(err, cap, "cannot watch the TCP listener");
+        }
         goto fail;
     }
     /* Last: a started socket could not be closed on the way out below (s is freed at once).

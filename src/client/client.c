@@ -2,7 +2,6 @@
 
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -84,9 +83,7 @@ static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
                     c->cfg.service, (double)c->cfg.hold_ms / 1000.0);
         }
         /* Close it as a reset stream would have been (RST). */
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(fd);
+        up_tcp_reset_close(fd);
         if (no_agent) {
             up_free(cc);
             return;

@@ -125,6 +125,10 @@ void up_listener_close(struct up_listener *L);
  * system allows (best effort). Returns UP_OK or UP_ESYS. */
 UP_NODISCARD int up_kpipe_open(int fds[2], size_t size);
 void up_kpipe_close(int fds[2]);
+/* Read up to cap bytes from a kernel pipe's read end (bytes that were spliced in and must now
+ * go through user space, or be dropped). Returns UP_OK with *n > 0, UP_EOF (write end closed),
+ * or UP_ESYS with errno in *sys_err, EAGAIN included (the caller knows what the pipe holds). */
+UP_NODISCARD int up_kpipe_read(int fd, uint8_t *p, size_t cap, size_t *n, int *sys_err);
 
 /* Socket helpers. */
 /* Create a non-blocking TCP socket, start connecting to sa. Returns the fd or UP_ESYS (errno in
@@ -138,6 +142,23 @@ int up_tcp_listen(const struct sockaddr *sa, socklen_t len, int backlog, int *er
 int up_tcp_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen);
 /* TCP_NODELAY and sane buffer settings for a data socket. */
 void up_tcp_tune(int fd);
+/* Best effort: a fixed send buffer of bytes (SO_SNDBUF; the kernel doubles it and stops
+ * auto-tuning it). */
+void up_tcp_set_sndbuf(int fd, int bytes);
+/* Best effort: the socket is writable only while fewer than bytes are queued unsent
+ * (TCP_NOTSENT_LOWAT; bytes in flight do not count). */
+void up_tcp_set_notsent_lowat(int fd, int bytes);
+/* Close fd with a reset: SO_LINGER 0, so the peer sees RST instead of FIN. For an fd no
+ * up_sock owns (an up_sock uses up_sock_abort). */
+void up_tcp_reset_close(int fd);
+/* Whether a connected TCP socket is connected to itself: a dial to a free local port can be
+ * given that very port as its source and "connect" (TCP simultaneous open). */
+bool up_tcp_is_self_connected(int fd);
+/* The local (peer) address of a socket as text ("127.0.0.1:80", "[::1]:80") in out (cap bytes).
+ * Returns UP_OK, or UP_ESYS with out "" when the kernel cannot tell (the errno is not kept:
+ * callers show the empty text). */
+int up_sock_local_addr(int fd, char *out, size_t cap);
+int up_sock_peer_addr(int fd, char *out, size_t cap);
 /* Set O_NONBLOCK; returns UP_OK or UP_ESYS. */
 int up_fd_nonblock(int fd);
 

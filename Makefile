@@ -78,7 +78,7 @@ bench-smoke: build
 	@bench/turn.sh --smoke
 
 checksrc:
-	@scripts/checksrc.sh
+	@scripts/checksrc.sh && scripts/checksrc.sh --self-test
 
 # The binary, libunderpass (.so, .a), its headers and underpass.pc under PREFIX (DESTDIR is
 # honoured, for packaging).

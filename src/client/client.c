@@ -1,10 +1,8 @@
 #include "client/client.h"
 
-#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "base/alloc.h"
@@ -102,9 +100,7 @@ static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
                     c->cfg.service, (double)c->cfg.hold_ms / 1000.0);
         }
         /* Close it as a reset stream would have been (RST). */
-        struct linger lg = {.l_onoff = 1, .l_linger = 0};
-        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof lg);
-        close(fd);
+        up_tcp_reset_close(fd);
         if (no_agent) {
             up_free(cc);
             return;
@@ -310,31 +306,18 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
     snprintf(c->path, sizeof c->path, "%.*s/v1/connect", (int)(bl > 900 ? 900 : bl), base_path);
     c->cfg.up.path = c->path;
     if (cfg->listen) {
-        char host[256];
-        uint16_t port;
-        struct sockaddr_storage sa;
-        socklen_t salen;
-        if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
-            up_addr_numeric(host, port, &sa, &salen) < 0) {
-            snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 127.0.0.1:2222)",
-                     cfg->listen);
-            up_free(c);
-            return NULL;
-        }
         int e = 0;
-        int fd = up_tcp_listen((struct sockaddr *)&sa, salen, 128, &e);
-        if (fd < 0) {
-            snprintf(err, cap, "cannot listen on %.80s: %s", cfg->listen, strerror(e));
-            up_free(c);
-            return NULL;
-        }
-        struct sockaddr_storage bound;
-        socklen_t blen = sizeof bound;
-        if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
-            up_addr_format((struct sockaddr *)&bound, c->addr, sizeof c->addr);
-        }
-        if (up_listener_start(&c->lsock, loop, fd, on_accept, c) < 0) {
-            snprintf(err, cap, "cannot watch the listening socket");
+        int rv = up_listener_open(&c->lsock, loop, cfg->listen, 128, on_accept, c, c->addr,
+                                  sizeof c->addr, &e);
+        if (rv < 0) {
+            if (rv == UP_EINVAL) {
+                snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 127.0.0.1:2222)",
+                         cfg->listen);
+            } else if (e) {
+                snprintf(err, cap, "cannot listen on %.80s: %s", cfg->listen, strerror(e));
+            } else {
+                snprintf(err, cap, "cannot watch the listening socket");
+            }
             up_free(c);
             return NULL;
         }

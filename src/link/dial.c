@@ -436,11 +436,7 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
         }
         /* A dial to a port nobody listens on can be given that very port as its source port
          * and connect to itself (TCP simultaneous open): treat it as refused. */
-        struct sockaddr_storage la, pa;
-        socklen_t ll = sizeof la, pl = sizeof pa;
-        if (getsockname(s->fd, (struct sockaddr *)&la, &ll) == 0 &&
-            getpeername(s->fd, (struct sockaddr *)&pa, &pl) == 0 && ll == pl &&
-            memcmp(&la, &pa, ll) == 0) {
+        if (up_tcp_is_self_connected(s->fd)) {
             snprintf(d->last_err, sizeof d->last_err, "%s", strerror(ECONNREFUSED));
             drop_sock(d, false);
             d->cur = d->cur->ai_next;

@@ -406,13 +406,14 @@ static size_t st_splice(struct up_lstream *st, int fd, size_t n)
         return rest;
     }
     while (rest) {
-        ssize_t k = read(fd, up_buf_wptr(&p->out), rest);
-        if (k <= 0) {
+        size_t k = 0;
+        int e = 0;
+        if (up_kpipe_read(fd, up_buf_wptr(&p->out), rest, &k, &e) < 0) {
             up_pipe_abort(p, UP_MUX_C_INTERNAL, "lost spliced stream data");
             return rest;
         }
-        up_buf_commit(&p->out, (size_t)k);
-        rest -= (size_t)k;
+        up_buf_commit(&p->out, k);
+        rest -= k;
     }
     arm(p);
     return 0;

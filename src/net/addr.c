@@ -60,6 +60,16 @@ int up_addr_numeric(const char *host, uint16_t port, struct sockaddr_storage *sa
     return UP_EINVAL;
 }
 
+int up_addr_parse(const char *spec, struct sockaddr_storage *sa, socklen_t *len)
+{
+    char host[256];
+    uint16_t port;
+    if (up_addr_split(spec, host, sizeof host, &port) < 0) {
+        return UP_EINVAL;
+    }
+    return up_addr_numeric(host, port, sa, len);
+}
+
 void up_addr_host(const struct sockaddr *sa, char *out, size_t cap)
 {
     out[0] = '\0';

@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "base/log.h"
+#include "net/addr.h"
 
 static void poll_cb(uv_poll_t *h, int status, int events)
 {
@@ -206,6 +207,15 @@ int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
         return UP_OK;
     }
     return read_result(s, read(s->fd, p, cap), n);
+}
+
+int up_sock_peek(struct up_sock *s, uint8_t *p, size_t cap, size_t *n)
+{
+    *n = 0;
+    if (s->ssl) {
+        return UP_EINVAL;
+    }
+    return read_result(s, recv(s->fd, p, cap, MSG_PEEK), n);
 }
 
 int up_sock_splice_in(struct up_sock *s, int pipe_w, size_t len, size_t *n)
@@ -418,13 +428,24 @@ void up_sock_update(struct up_sock *s)
     apply_events(s);
 }
 
+static void linger_zero(int fd)
+{
+    struct linger l = {.l_onoff = 1, .l_linger = 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+}
+
 void up_sock_abort(struct up_sock *s, up_sock_close_fn cb)
 {
     if (!s->closing && s->fd >= 0) {
-        struct linger l = {.l_onoff = 1, .l_linger = 0};
-        (void)setsockopt(s->fd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+        linger_zero(s->fd);
     }
     up_sock_close(s, cb);
+}
+
+void up_tcp_reset_close(int fd)
+{
+    linger_zero(fd);
+    close(fd);
 }
 
 const char *up_sock_strerror(const struct up_sock *s, int err)
@@ -553,6 +574,28 @@ int up_listener_start(struct up_listener *L, uv_loop_t *loop, int fd, up_accept_
     return UP_OK;
 }
 
+int up_listener_open(struct up_listener *L, uv_loop_t *loop, const char *spec, int backlog,
+                     up_accept_fn fn, void *ud, char *addr, size_t cap, int *sys_err)
+{
+    struct sockaddr_storage sa;
+    socklen_t len;
+    *sys_err = 0;
+    if (addr && cap) {
+        addr[0] = '\0';
+    }
+    if (up_addr_parse(spec, &sa, &len) < 0) {
+        return UP_EINVAL;
+    }
+    int fd = up_tcp_listen((struct sockaddr *)&sa, len, backlog, sys_err);
+    if (fd < 0) {
+        return UP_ESYS;
+    }
+    if (addr && cap) {
+        (void)up_sock_local_addr(fd, addr, cap);
+    }
+    return up_listener_start(L, loop, fd, fn, ud); /* closes fd on failure */
+}
+
 void up_listener_close(struct up_listener *L)
 {
     if (!L->open) {
@@ -568,6 +611,51 @@ void up_tcp_tune(int fd)
 {
     int one = 1;
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+}
+
+void up_tcp_set_sndbuf(int fd, int bytes)
+{
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof bytes);
+}
+
+void up_tcp_set_notsent_lowat(int fd, int bytes)
+{
+    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &bytes, sizeof bytes);
+}
+
+bool up_tcp_is_self_connected(int fd)
+{
+    struct sockaddr_storage la, pa;
+    socklen_t ll = sizeof la, pl = sizeof pa;
+    return getsockname(fd, (struct sockaddr *)&la, &ll) == 0 &&
+           getpeername(fd, (struct sockaddr *)&pa, &pl) == 0 && ll == pl &&
+           memcmp(&la, &pa, ll) == 0;
+}
+
+static int name_text(int fd, bool peer, char *out, size_t cap)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof ss;
+    int rv = peer ? getpeername(fd, (struct sockaddr *)&ss, &len)
+                  : getsockname(fd, (struct sockaddr *)&ss, &len);
+    if (cap) {
+        out[0] = '\0';
+    }
+    if (rv < 0) {
+        return UP_ESYS;
+    }
+    up_addr_format((struct sockaddr *)&ss, out, cap);
+    return UP_OK;
+}
+
+int up_sock_local_addr(int fd, char *out, size_t cap)
+{
+    return name_text(fd, false, out, cap);
+}
+
+int up_sock_peer_addr(int fd, char *out, size_t cap)
+{
+    return name_text(fd, true, out, cap);
 }
 
 int up_kpipe_open(int fds[2], size_t size)
@@ -589,4 +677,19 @@ void up_kpipe_close(int fds[2])
             fds[i] = -1;
         }
     }
+}
+
+int up_kpipe_read(int fd, uint8_t *p, size_t cap, size_t *n, int *sys_err)
+{
+    *n = 0;
+    ssize_t k = read(fd, p, cap);
+    if (k > 0) {
+        *n = (size_t)k;
+        return UP_OK;
+    }
+    if (k == 0) {
+        return UP_EOF;
+    }
+    *sys_err = errno;
+    return UP_ESYS;
 }

@@ -48,6 +48,10 @@ UP_NODISCARD int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_soc
 void up_sock_want(struct up_sock *s, bool r, bool w);
 /* Read up to cap bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
+/* Copy up to cap bytes of what the peer sent on a plain socket without consuming them (to tell
+ * protocols apart by their first bytes). Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF or
+ * UP_ESYS (UP_EINVAL on TLS). */
+UP_NODISCARD int up_sock_peek(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
 /* Write up to len bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_write(struct up_sock *s, const uint8_t *p, size_t len, size_t *n);
 /* A connected AF_UNIX stream pair, both ends non-blocking and close-on-exec (in-process
@@ -104,6 +108,15 @@ struct up_listener {
  * connection. Returns UP_OK or UP_ESYS. */
 UP_NODISCARD int up_listener_start(struct up_listener *L, uv_loop_t *loop, int fd, up_accept_fn fn,
                                    void *ud);
+/* Listen on spec, "IP:PORT" or "[IPv6]:PORT" with a numeric host (port 0: the kernel picks
+ * one), with SO_REUSEADDR (and IPV6_V6ONLY) and backlog, then start L as up_listener_start
+ * does. *sys_err is set to 0, and addr (cap bytes; may be NULL) to the bound address, such as
+ * "127.0.0.1:40123" ("" if the kernel would not tell). Returns UP_OK; UP_EINVAL when spec is
+ * not IP:PORT; UP_ESYS with errno in *sys_err when socket, bind or listen failed, or with
+ * *sys_err 0 when the loop cannot watch the socket. Nothing is left open on failure. */
+UP_NODISCARD int up_listener_open(struct up_listener *L, uv_loop_t *loop, const char *spec,
+                                  int backlog, up_accept_fn fn, void *ud, char *addr, size_t cap,
+                                  int *sys_err);
 /* Stop accepting and close the fd; idempotent. The memory holding L must outlive this loop
  * iteration (libuv closes the handles from the loop). */
 void up_listener_close(struct up_listener *L);
@@ -112,6 +125,10 @@ void up_listener_close(struct up_listener *L);
  * system allows (best effort). Returns UP_OK or UP_ESYS. */
 UP_NODISCARD int up_kpipe_open(int fds[2], size_t size);
 void up_kpipe_close(int fds[2]);
+/* Read up to cap bytes from a kernel pipe's read end (bytes that were spliced in and must now
+ * go through user space, or be dropped). Returns UP_OK with *n > 0, UP_EOF (write end closed),
+ * or UP_ESYS with errno in *sys_err, EAGAIN included (the caller knows what the pipe holds). */
+UP_NODISCARD int up_kpipe_read(int fd, uint8_t *p, size_t cap, size_t *n, int *sys_err);
 
 /* Socket helpers. */
 /* Create a non-blocking TCP socket, start connecting to sa. Returns the fd or UP_ESYS (errno in
@@ -125,6 +142,23 @@ int up_tcp_listen(const struct sockaddr *sa, socklen_t len, int backlog, int *er
 int up_tcp_accept(int lfd, struct sockaddr_storage *peer, socklen_t *plen);
 /* TCP_NODELAY and sane buffer settings for a data socket. */
 void up_tcp_tune(int fd);
+/* Best effort: a fixed send buffer of bytes (SO_SNDBUF; the kernel doubles it and stops
+ * auto-tuning it). */
+void up_tcp_set_sndbuf(int fd, int bytes);
+/* Best effort: the socket is writable only while fewer than bytes are queued unsent
+ * (TCP_NOTSENT_LOWAT; bytes in flight do not count). */
+void up_tcp_set_notsent_lowat(int fd, int bytes);
+/* Close fd with a reset: SO_LINGER 0, so the peer sees RST instead of FIN. For an fd no
+ * up_sock owns (an up_sock uses up_sock_abort). */
+void up_tcp_reset_close(int fd);
+/* Whether a connected TCP socket is connected to itself: a dial to a free local port can be
+ * given that very port as its source and "connect" (TCP simultaneous open). */
+bool up_tcp_is_self_connected(int fd);
+/* The local (peer) address of a socket as text ("127.0.0.1:80", "[::1]:80") in out (cap bytes).
+ * Returns UP_OK, or UP_ESYS with out "" when the kernel cannot tell (the errno is not kept:
+ * callers show the empty text). */
+int up_sock_local_addr(int fd, char *out, size_t cap);
+int up_sock_peer_addr(int fd, char *out, size_t cap);
 /* Set O_NONBLOCK; returns UP_OK or UP_ESYS. */
 int up_fd_nonblock(int fd);
 

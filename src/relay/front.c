@@ -481,11 +481,7 @@ void front_accept(void *ud, int fd, const struct sockaddr_storage *peer)
     sa_ip16(peer, c->peer_ip);
     c->client_loopback = is_loopback(c->peer_ip);
     snprintf(c->client, sizeof c->client, "%s", c->peer);
-    struct sockaddr_storage local;
-    socklen_t llen = sizeof local;
-    if (getsockname(fd, (struct sockaddr *)&local, &llen) == 0) {
-        up_addr_format((struct sockaddr *)&local, c->local, sizeof c->local);
-    }
+    (void)up_sock_local_addr(fd, c->local, sizeof c->local);
     uv_timer_init(r->loop, &c->timer);
     c->timer.data = c;
     uv_timer_start(&c->timer, hc_timeout, r->cfg->head_timeout_ms, 0);

@@ -26,7 +26,6 @@
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-#include <errno.h>
 
 #include "base/alloc.h"
 #include "base/log.h"
@@ -71,12 +70,9 @@ struct relay_box {
 struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, char *err,
                               size_t cap)
 {
-    char host[256];
-    uint16_t port;
     struct sockaddr_storage sa;
     socklen_t salen;
-    if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
-        up_addr_numeric(host, port, &sa, &salen) < 0) {
+    if (up_addr_parse(cfg->listen, &sa, &salen) < 0) { /* before anything else is checked */
         snprintf(err, cap,
                  "--listen: '%.80s' is not IP:PORT (for example 0.0.0.0:8080 or "
                  "[::]:443)",
@@ -107,22 +103,20 @@ struct up_relay *up_relay_new(uv_loop_t *loop, const struct up_relay_cfg *cfg, c
             return NULL;
         }
     }
-    int e = 0;
-    int fd = up_tcp_listen((struct sockaddr *)&sa, salen, 1024, &e);
-    if (fd < 0) {
-        snprintf(err, cap, "cannot listen on %.80s: %s", cfg->listen, strerror(e));
-        up_tls_ctx_free(r->tls);
-        up_free(r);
-        return NULL;
-    }
-    struct sockaddr_storage bound;
-    socklen_t blen = sizeof bound;
-    if (getsockname(fd, (struct sockaddr *)&bound, &blen) == 0) {
-        up_addr_format((struct sockaddr *)&bound, r->addr, sizeof r->addr);
-    }
+    /* The listener last: once it is started, r could only be freed from the loop. */
     r->ll = up_linkloop_new(loop);
-    if (!r->ll || up_listener_start(&r->lsock, loop, fd, front_accept, r) < 0) {
-        snprintf(err, cap, r->ll ? "cannot watch the listening socket" : "out of memory");
+    int e = 0;
+    int rv = r->ll ? up_listener_open(&r->lsock, loop, cfg->listen, 1024, front_accept, r, r->addr,
+                                      sizeof r->addr, &e)
+                   : UP_ENOMEM;
+    if (rv < 0) {
+        if (rv == UP_ENOMEM) {
+            snprintf(err, cap, "out of memory");
+        } else if (e) {
+            snprintf(err, cap, "cannot listen on %.80s: %s", cfg->listen, strerror(e));
+        } else {
+            snprintf(err, cap, "cannot watch the listening socket");
+        }
         up_linkloop_unref(r->ll);
         up_tls_ctx_free(r->tls);
         up_free(r);

@@ -4,12 +4,10 @@
  * client in place; client data goes to the peer from the buffer it arrived in. */
 #include "turn/server.h"
 
-#include <errno.h>
 #include <malloc.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -19,8 +17,9 @@
 #include "net/addr.h"
 #include "net/sock.h"
 #include "net/tls.h"
+#include "net/udp.h"
 
-#define RX_BATCH 32                  /* datagrams per recvmmsg */
+#define RX_BATCH UP_UDP_BATCH        /* datagrams per read */
 #define RX_SLOT 4096                 /* bytes per datagram slot (larger ones are dropped) */
 #define TAILROOM 4                   /* writable bytes after a peer datagram (padding) */
 #define CONN_IN_MAX (65536u + 64u)   /* one stream frame at most: 16-bit length + header */
@@ -30,8 +29,7 @@
 
 struct rport {
     struct up_turn_server *srv;
-    uv_poll_t poll;
-    int fd;
+    struct up_udp udp;
     uint16_t port;
     bool v6;
 };
@@ -59,8 +57,7 @@ struct up_turn_server {
     struct ssl_ctx_st *tls;
     char addr[80];
     struct up_stun_addr local;
-    int ufd;
-    uv_poll_t upoll;
+    struct up_udp udp;        /* the UDP listener; fd -1 until bound */
     struct up_listener lsock; /* TCP listener */
     uv_timer_t timer;
     uint64_t timer_due;  /* wall-clock ms the timer is armed for, UINT64_MAX when idle */
@@ -71,6 +68,7 @@ struct up_turn_server {
     struct tconn *dirty; /* connections with output queued during this callback */
     uint64_t next_conn;
     bool stopping;
+    struct up_udp_batch rxb; /* over rx */
     /* Receive slots: headroom, datagram, tailroom. */
     uint8_t rx[RX_BATCH][UP_TURN_HEADROOM + RX_SLOT + TAILROOM];
 };
@@ -150,15 +148,13 @@ static struct rport *port_get(struct up_turn_server *s, uint16_t port, bool v6)
     return tab[port - min];
 }
 
-static void send_udp(int fd, const uint8_t *p, size_t n, const struct up_stun_addr *to, bool v6)
+static void send_udp(struct up_udp *u, const uint8_t *p, size_t n, const struct up_stun_addr *to,
+                     bool v6)
 {
     struct sockaddr_storage ss;
     socklen_t sl = to_sa(to, v6, &ss);
-    ssize_t rv;
-    do {
-        rv = sendto(fd, p, n, 0, (struct sockaddr *)&ss, sl);
-    } while (rv < 0 && errno == EINTR);
     /* UDP: a full socket buffer or an unreachable peer loses the datagram, as on the wire. */
+    (void)up_udp_send(u, p, n, (struct sockaddr *)&ss, sl);
 }
 
 static void drain(struct up_turn_server *s, uint64_t now)
@@ -169,7 +165,7 @@ static void drain(struct up_turn_server *s, uint64_t now)
         switch (cmd.kind) {
         case UP_TURN_CMD_SEND_CLIENT:
             if (cmd.client.proto == UP_TURN_UDP) {
-                send_udp(s->ufd, cmd.data, cmd.len, &cmd.client.addr, listen_v6);
+                send_udp(&s->udp, cmd.data, cmd.len, &cmd.client.addr, listen_v6);
             } else {
                 struct tconn *c = conn_find(s, cmd.client.conn);
                 /* Written once at the end of this callback, however many messages it
@@ -185,7 +181,7 @@ static void drain(struct up_turn_server *s, uint64_t now)
         case UP_TURN_CMD_SEND_PEER: {
             struct rport *rp = port_get(s, cmd.port, cmd.v6);
             if (rp) {
-                send_udp(rp->fd, cmd.data, cmd.len, &cmd.peer, cmd.v6);
+                send_udp(&rp->udp, cmd.data, cmd.len, &cmd.peer, cmd.v6);
             }
             break;
         }
@@ -243,39 +239,14 @@ static void timer_arm(struct up_turn_server *s, uint64_t now)
     uv_timer_start(&s->timer, on_timer, due > now ? due - now : 0, 0);
 }
 
-/* ---- reading datagrams ---- */
-
-struct rx_batch {
-    struct mmsghdr msgs[RX_BATCH];
-    struct iovec iov[RX_BATCH];
-    struct sockaddr_storage from[RX_BATCH];
-};
-
-/* Read up to RX_BATCH datagrams from fd into the receive slots (each UP_TURN_HEADROOM bytes
- * in). Returns how many, 0 when none are waiting. */
-static int rx_read(struct up_turn_server *s, int fd, struct rx_batch *b)
-{
-    for (int i = 0; i < RX_BATCH; i++) {
-        b->iov[i].iov_base = s->rx[i] + UP_TURN_HEADROOM;
-        b->iov[i].iov_len = RX_SLOT;
-        memset(&b->msgs[i].msg_hdr, 0, sizeof b->msgs[i].msg_hdr);
-        b->msgs[i].msg_hdr.msg_iov = &b->iov[i];
-        b->msgs[i].msg_hdr.msg_iovlen = 1;
-        b->msgs[i].msg_hdr.msg_name = &b->from[i];
-        b->msgs[i].msg_hdr.msg_namelen = sizeof b->from[i];
-    }
-    int n = recvmmsg(fd, b->msgs, RX_BATCH, MSG_DONTWAIT, NULL);
-    return n > 0 ? n : 0;
-}
-
 /* ---- relay ports ---- */
 
 static void port_read(struct rport *rp)
 {
     struct up_turn_server *s = rp->srv;
     for (int round = 0; round < 4; round++) {
-        struct rx_batch b;
-        int n = rx_read(s, rp->fd, &b);
+        struct up_udp_batch *b = &s->rxb;
+        int n = up_udp_recv(&rp->udp, b);
         if (n <= 0) {
             return;
         }
@@ -283,13 +254,13 @@ static void port_read(struct rport *rp)
         uint16_t port = rp->port;
         bool v6 = rp->v6;
         for (int i = 0; i < n; i++) {
-            if (b.msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            if (up_udp_batch_truncated(b, i)) {
                 continue;
             }
             struct up_stun_addr peer;
-            to_addr(&b.from[i], &peer);
-            up_turn_on_peer(s->core, now, port, v6, &peer, s->rx[i] + UP_TURN_HEADROOM,
-                            b.msgs[i].msg_len);
+            to_addr(up_udp_batch_from(b, i), &peer);
+            up_turn_on_peer(s->core, now, port, v6, &peer, up_udp_batch_data(b, i),
+                            up_udp_batch_len(b, i));
             drain(s, now); /* may close this very port: do not touch rp after the last one */
             if (!port_get(s, port, v6)) {
                 return;
@@ -301,19 +272,17 @@ static void port_read(struct rport *rp)
     }
 }
 
-static void on_port(uv_poll_t *h, int status, int events)
+static void on_port(struct up_udp *u)
 {
-    struct rport *rp = h->data;
+    struct rport *rp = u->ud;
     struct up_turn_server *s = rp->srv;
-    (void)status;
-    (void)events;
-    port_read(rp); /* may free rp */
+    port_read(rp); /* may close rp (it is freed from the loop, later) */
     flush_dirty(s);
 }
 
-static void rport_closed(uv_handle_t *h)
+static void rport_closed(struct up_udp *u)
 {
-    up_free(h->data);
+    up_free(u->ud);
 }
 
 static void open_port(struct up_turn_server *s, uint16_t port, bool v6, uint64_t now)
@@ -321,32 +290,27 @@ static void open_port(struct up_turn_server *s, uint16_t port, bool v6, uint64_t
     const struct up_stun_addr *ip = v6 ? &s->cfg.core.relay6 : &s->cfg.core.relay4;
     struct rport **tab = v6 ? s->ports6 : s->ports4;
     bool ok = false;
-    int fd = -1;
-    struct rport *rp = NULL;
     if (tab && !port_get(s, port, v6) && port >= s->cfg.core.min_port &&
         port <= s->cfg.core.max_port) {
         struct up_stun_addr a = *ip;
         a.port = port;
         struct sockaddr_storage ss;
         socklen_t sl = to_sa(&a, v6, &ss);
-        fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-        rp = up_calloc(1, sizeof *rp);
-        if (fd >= 0 && rp && bind(fd, (struct sockaddr *)&ss, sl) == 0 &&
-            uv_poll_init(s->loop, &rp->poll, fd) == 0) {
+        struct rport *rp = up_calloc(1, sizeof *rp);
+        if (!rp) {
+            UP_LOGD("relay port %u/%s: out of memory", port, v6 ? "v6" : "v4");
+        } else if (up_udp_bind(&rp->udp, (struct sockaddr *)&ss, sl) < 0) {
+            UP_LOGD("relay port %u/%s: %s", port, v6 ? "v6" : "v4", up_udp_strerror(&rp->udp));
+            up_free(rp);
+        } else if (up_udp_start(&rp->udp, s->loop, on_port, rp) < 0) {
+            UP_LOGD("relay port %u/%s: %s", port, v6 ? "v6" : "v4", up_udp_strerror(&rp->udp));
+            up_udp_close(&rp->udp, rport_closed); /* rport_closed frees rp once it is closed */
+        } else {
             rp->srv = s;
-            rp->fd = fd;
             rp->port = port;
             rp->v6 = v6;
-            rp->poll.data = rp;
-            uv_poll_start(&rp->poll, UV_READABLE, on_port);
             tab[port - s->cfg.core.min_port] = rp;
             ok = true;
-        } else {
-            UP_LOGD("relay port %u/%s: %s", port, v6 ? "v6" : "v4", strerror(errno));
-            if (fd >= 0) {
-                close(fd);
-            }
-            up_free(rp);
         }
     }
     up_turn_port_result(s->core, now, port, v6, ok);
@@ -359,9 +323,7 @@ static void close_port(struct up_turn_server *s, uint16_t port, bool v6)
         return;
     }
     (v6 ? s->ports6 : s->ports4)[port - s->cfg.core.min_port] = NULL;
-    uv_poll_stop(&rp->poll);
-    close(rp->fd);
-    uv_close((uv_handle_t *)&rp->poll, rport_closed);
+    up_udp_close(&rp->udp, rport_closed);
 }
 
 /* ---- UDP clients ---- */
@@ -369,19 +331,19 @@ static void close_port(struct up_turn_server *s, uint16_t port, bool v6)
 static void udp_read(struct up_turn_server *s)
 {
     for (int round = 0; round < 4; round++) {
-        struct rx_batch b;
-        int n = rx_read(s, s->ufd, &b);
+        struct up_udp_batch *b = &s->rxb;
+        int n = up_udp_recv(&s->udp, b);
         if (n <= 0) {
             return;
         }
         uint64_t now = wall_ms();
         for (int i = 0; i < n; i++) {
-            if (b.msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+            if (up_udp_batch_truncated(b, i)) {
                 continue;
             }
             struct up_turn_client cl = {.local = s->local, .proto = UP_TURN_UDP};
-            to_addr(&b.from[i], &cl.addr);
-            up_turn_on_client(s->core, now, &cl, s->rx[i] + UP_TURN_HEADROOM, b.msgs[i].msg_len);
+            to_addr(up_udp_batch_from(b, i), &cl.addr);
+            up_turn_on_client(s->core, now, &cl, up_udp_batch_data(b, i), up_udp_batch_len(b, i));
             drain(s, now);
         }
         if (n < RX_BATCH) {
@@ -390,11 +352,9 @@ static void udp_read(struct up_turn_server *s)
     }
 }
 
-static void on_udp(uv_poll_t *h, int status, int events)
+static void on_udp(struct up_udp *u)
 {
-    struct up_turn_server *s = h->data;
-    (void)status;
-    (void)events;
+    struct up_turn_server *s = u->ud;
     udp_read(s);
     flush_dirty(s);
 }
@@ -511,12 +471,13 @@ static void conn_io(struct up_sock *sk, bool readable, bool writable)
     }
     if (c->state == TC_SNIFF) {
         uint8_t first;
-        ssize_t k = recv(sk->fd, &first, 1, MSG_PEEK);
-        if (k == 0 || (k < 0 && errno != EAGAIN && errno != EWOULDBLOCK)) {
-            conn_close(c);
+        size_t k = 0;
+        int rv = up_sock_peek(sk, &first, 1, &k);
+        if (rv == UP_EAGAIN) {
             return;
         }
-        if (k < 0) {
+        if (rv < 0) {
+            conn_close(c);
             return;
         }
         if (first == 0x16 && s->tls) {
@@ -621,12 +582,9 @@ static void noop_closed(uv_handle_t *h)
 struct up_turn_server *up_turn_server_new(uv_loop_t *loop, const struct up_turn_server_cfg *cfg,
                                           char *err, size_t cap)
 {
-    char host[256];
-    uint16_t port;
     struct sockaddr_storage sa;
     socklen_t salen;
-    if (up_addr_split(cfg->listen, host, sizeof host, &port) < 0 ||
-        up_addr_numeric(host, port, &sa, &salen) < 0) {
+    if (up_addr_parse(cfg->listen, &sa, &salen) < 0) {
         snprintf(err, cap, "--listen: '%.80s' is not IP:PORT (for example 0.0.0.0:3478)",
                  cfg->listen);
         return NULL;
@@ -639,7 +597,7 @@ struct up_turn_server *up_turn_server_new(uv_loop_t *loop, const struct up_turn_
     s->loop = loop;
     s->cfg = *cfg;
     s->timer_due = UINT64_MAX;
-    s->ufd = -1;
+    bool udp_bound = false;
     if (cfg->tls_cert || cfg->tls_key) {
         if (!cfg->tls_cert || !cfg->tls_key) {
             snprintf(err, cap, "--tls-cert and --tls-key go together");
@@ -667,41 +625,43 @@ struct up_turn_server *up_turn_server_new(uv_loop_t *loop, const struct up_turn_
         goto fail;
     }
     /* UDP first: with port 0 the kernel picks one, and TCP takes the same number. */
-    s->ufd = socket(sa.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-    if (s->ufd < 0 || bind(s->ufd, (struct sockaddr *)&sa, salen) < 0) {
-        snprintf(err, cap, "cannot bind UDP %.80s: %s", cfg->listen, strerror(errno));
+    if (up_udp_bind(&s->udp, (struct sockaddr *)&sa, salen) < 0) {
+        snprintf(err, cap, "cannot bind UDP %.80s: %s", cfg->listen, up_udp_strerror(&s->udp));
         goto fail;
     }
-    int big = 4 << 20;
-    (void)setsockopt(s->ufd, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
-    (void)setsockopt(s->ufd, SOL_SOCKET, SO_SNDBUF, &big, sizeof big);
+    udp_bound = true;
+    up_udp_set_buffers(&s->udp, 4 << 20, 4 << 20);
+    up_udp_batch_init(&s->rxb, &s->rx[0][0], sizeof s->rx[0], UP_TURN_HEADROOM, RX_SLOT);
     struct sockaddr_storage bound;
     socklen_t blen = sizeof bound;
-    if (getsockname(s->ufd, (struct sockaddr *)&bound, &blen) < 0) {
-        snprintf(err, cap, "getsockname: %s", strerror(errno));
+    if (up_udp_local_addr(&s->udp, &bound, &blen) < 0) {
+        snprintf(err, cap, "getsockname: %s", up_udp_strerror(&s->udp));
         goto fail;
     }
     to_addr(&bound, &s->local);
     up_addr_format((struct sockaddr *)&bound, s->addr, sizeof s->addr);
     int e = 0;
-    int lfd = up_tcp_listen((struct sockaddr *)&bound, blen, 1024, &e);
-    if (lfd < 0) {
-        snprintf(err, cap, "cannot listen on TCP %.80s: %s", s->addr, strerror(e));
+    int rv = up_listener_open(&s->lsock, loop, s->addr, 1024, on_accept, s, NULL, 0, &e);
+    if (rv < 0) {
+        if (e || rv == UP_EINVAL) {
+            snprintf(err, cap, "cannot listen on TCP %.80s: %s", s->addr,
+                     e ? strerror(e) : up_strerror(rv));
+        } else {
+            snprintf(err, cap, "cannot watch the TCP listener");
+        }
         goto fail;
     }
-    if (up_listener_start(&s->lsock, loop, lfd, on_accept, s) < 0) {
-        snprintf(err, cap, "cannot watch the TCP listener");
-        goto fail;
+    /* Last: a started socket could not be closed on the way out below (s is freed at once).
+     * Watching a fresh socket fails only for an fd the loop already watches. */
+    if (up_udp_start(&s->udp, loop, on_udp, s) < 0) {
+        UP_LOGW("turn: cannot watch the UDP socket: %s", up_udp_strerror(&s->udp));
     }
-    uv_poll_init(loop, &s->upoll, s->ufd);
-    s->upoll.data = s;
-    uv_poll_start(&s->upoll, UV_READABLE, on_udp);
     uv_timer_init(loop, &s->timer);
     s->timer.data = s;
     return s;
 fail:
-    if (s->ufd >= 0) {
-        close(s->ufd);
+    if (udp_bound) {
+        up_udp_close(&s->udp, NULL); /* not started: closed at once */
     }
     up_turn_free(s->core);
     up_tls_ctx_free(s->tls);
@@ -724,8 +684,7 @@ void up_turn_server_stop(struct up_turn_server *s)
     s->stopping = true;
     uv_timer_stop(&s->timer);
     uv_close((uv_handle_t *)&s->timer, noop_closed);
-    uv_poll_stop(&s->upoll);
-    uv_close((uv_handle_t *)&s->upoll, noop_closed);
+    up_udp_close(&s->udp, NULL);
     up_listener_close(&s->lsock);
     for (size_t i = 0; i < CONN_HASH; i++) {
         while (s->conns[i]) {
@@ -747,9 +706,7 @@ void up_turn_server_free(struct up_turn_server *s)
     if (!s) {
         return;
     }
-    if (s->ufd >= 0) {
-        close(s->ufd);
-    }
+    up_udp_close(&s->udp, NULL); /* closed by up_turn_server_stop already */
     up_turn_free(s->core);
     up_tls_ctx_free(s->tls);
     up_free(s->ports4);

@@ -453,7 +453,7 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
             l->stats.frames_in++;
             if (ev.opcode != UP_WS_OP_BINARY) {
                 /* §2: the mux is the payload of binary messages only. */
-                up_sess_protocol_error(&l->sess, "peer sent a text message on a mux link");
+                up_sess_protocol_error(&l->sess, "mux: text message on a mux link");
                 drain_ctl(l);
                 return;
             }

@@ -159,8 +159,8 @@ static int link_error(struct up_sess *s, int err, const char *reason)
 
 void up_sess_protocol_error(struct up_sess *s, const char *reason)
 {
-    s->stats.protocol_errors++;
-    fail(s, UP_EPROTO, reason);
+    int ignored = link_error(s, UP_EPROTO, reason);
+    (void)ignored;
 }
 
 const char *up_sess_err_reason(const struct up_sess *s)
@@ -426,7 +426,12 @@ struct up_sess_stream *up_sess_next(struct up_sess *s, size_t queued)
 {
     while (s->ready_head && !s->err_reason && queued < s->cfg.tx_high) {
         struct up_sess_stream *st = s->ready_head;
-        return st;
+        if (st->accepted) {
+            return st;
+        }
+        /* §8: no DATA (nor FIN) before ACCEPT, in either direction. */
+        ready_remove(s, st);
+        st->deferred = true;
     }
     return NULL;
 }
@@ -577,6 +582,15 @@ static void copy_reason(struct up_sess *s, const uint8_t *p, size_t n)
  * and its CLOSE pending. */
 static bool admit(struct up_sess *s, struct up_sess_stream *st, size_t n)
 {
+    if (!st->accepted) {
+        /* §8/§9: neither side sends DATA before ACCEPT. */
+        detach(s, st);
+        q_rst(s, st->sid, UP_MUX_C_PROTOCOL, "DATA before ACCEPT");
+        s->pend_close = st;
+        s->pend_code = UP_MUX_C_PROTOCOL;
+        s->pend_reason = "peer sent DATA before ACCEPT";
+        return false;
+    }
     if (up_mux_flow_on_data(&st->flow, n) < 0) {
         /* §9: more than the window we granted. */
         detach(s, st);
@@ -678,8 +692,7 @@ static bool on_mux(struct up_sess *s, const struct up_mux_ev *me, struct up_sess
     case UP_MUX_EV_OPEN:
         if (me->sid <= s->last_peer_sid) {
             /* §3: the peer's ids strictly increase and are never reused. */
-            fail(s, UP_EPROTO, "peer reused stream id");
-            *rv = UP_EPROTO;
+            *rv = link_error(s, UP_EPROTO, "mux: OPEN with a stream id not above the last");
             return false;
         }
         s->last_peer_sid = me->sid;

@@ -49,6 +49,13 @@ int up_sess_init(struct up_sess *s, const struct up_sess_cfg *cfg)
         return UP_EINVAL;
     }
     s->cfg = *cfg;
+    if (s->cfg.out_cap == 0) {
+        s->cfg.out_cap = UP_SESS_OUT_CAP;
+    }
+    if (s->cfg.out_cap <
+        UP_SESS_MAX_CTRL_FRAME + UP_MUX_HDR + 5 + UP_MUX_MAX_NAME + UP_MUX_MAX_META) {
+        return UP_EINVAL; /* must hold the largest frame */
+    }
     struct up_mux_cfg mc = {.odd_ids = cfg->client, .max_frame = cfg->max_frame};
     up_mux_parser_init(&s->mux, &mc);
     s->cfg.max_frame = s->mux.cfg.max_frame;
@@ -57,7 +64,7 @@ int up_sess_init(struct up_sess *s, const struct up_sess_cfg *cfg)
     if (!s->table) {
         return UP_ENOMEM;
     }
-    s->out = mem(s, NULL, UP_SESS_OUT_CAP);
+    s->out = mem(s, NULL, s->cfg.out_cap);
     if (!s->out) {
         mem(s, s->table, 0);
         s->table = NULL;
@@ -96,12 +103,12 @@ static void enqueue(struct up_sess *s, const uint8_t *f, int n)
     if (n <= 0 || s->err_reason) {
         return;
     }
-    if (s->out_wr + (size_t)n > UP_SESS_OUT_CAP && s->out_rd > 0) {
+    if (s->out_wr + (size_t)n > s->cfg.out_cap && s->out_rd > 0) {
         memmove(s->out, s->out + s->out_rd, s->out_wr - s->out_rd);
         s->out_wr -= s->out_rd;
         s->out_rd = 0;
     }
-    if (s->out_wr + (size_t)n > UP_SESS_OUT_CAP) {
+    if (s->out_wr + (size_t)n > s->cfg.out_cap) {
         fail(s, UP_ELIMIT, "mux: control output queue full");
         return;
     }

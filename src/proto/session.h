@@ -25,7 +25,8 @@
 #include "base/err.h"
 #include "proto/mux.h"
 
-/* Control frames queued and not yet taken by the shell: at most this many bytes (room for ten
+/* Control frames queued and not yet taken by the shell: at most this many bytes by default
+ * (cfg.out_cap; room for ten
  * of the largest control frames; the shell drains the queue after every call, so it never
  * holds more than two). Beyond it the session fails: "mux: control output queue full". */
 #define UP_SESS_OUT_CAP (16u * 1024u)
@@ -47,6 +48,7 @@ struct up_sess_cfg {
     size_t tx_high;       /* scheduler: pull nothing while the shell holds this much */
     size_t quantum;       /* DATA bytes per stream per turn when several streams wait */
     uint64_t min_rtt_us;  /* RTT floor for auto-tuning (scheduling delays loopback hides) */
+    size_t out_cap;       /* control output queue bound; 0 = UP_SESS_OUT_CAP */
     struct up_alloc alloc;
 };
 
@@ -116,7 +118,7 @@ struct up_sess {
     bool draining;          /* refuse OPENs, open none (close when idle) */
     const char *err_reason; /* set once the session failed: only fini remains */
     int err;                /* UP_EPROTO/UP_ELIMIT/UP_ENOMEM with err_reason */
-    uint8_t *out;           /* owned: queued control frames, UP_SESS_OUT_CAP bytes */
+    uint8_t *out;           /* owned: queued control frames, cfg.out_cap bytes */
     size_t out_rd, out_wr;
     uint32_t fin_sid;                  /* a FIN was reported: check both-FINs on the next parse */
     struct up_sess_stream *pend_close; /* reported as CLOSE by the next parse */

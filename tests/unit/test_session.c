@@ -175,8 +175,7 @@ static void test_session_open_accept_data_fin_close(void **state)
     uint8_t b[2048], w[2048];
     setup(h, true, NULL);
     struct up_sess_stream *st = &h->st[0];
-    assert_int_equal(up_sess_open(&h->s, st, "ssh", (const uint8_t *)"peer=stdio\n", 11, 0),
-                     UP_OK);
+    assert_int_equal(up_sess_open(&h->s, st, "ssh", (const uint8_t *)"peer=stdio\n", 11, 0), UP_OK);
     /* §5.2: OPEN with our window, id 1 (client parity). */
     int n = up_mux_encode_open(w, sizeof w, 1, UP_MUX_DEFAULT_WINDOW, "ssh",
                                (const uint8_t *)"peer=stdio\n", 11);
@@ -278,8 +277,7 @@ static void test_session_ids_parity_and_monotonic(void **state)
     take_out(h);
     feed(h, b, f_open(b, 3, 1000, "svc"), 0);
     assert_int_equal(h->rv, UP_EPROTO);
-    expect_out(h, w,
-               f_goaway(w, 0, UP_MUX_C_PROTOCOL, "mux: OPEN with our stream id parity"));
+    expect_out(h, w, f_goaway(w, 0, UP_MUX_C_PROTOCOL, "mux: OPEN with our stream id parity"));
     up_sess_fini(&h->s);
     free(h);
 }
@@ -778,6 +776,30 @@ static void test_session_failalloc(void **state)
     free(h);
 }
 
+/* The control queue is bounded: a shell that never drains it fails the session, never grows
+ * it. */
+static void test_session_out_queue_bound(void **state)
+{
+    (void)state;
+    struct h *h = calloc(1, sizeof(*h));
+    struct up_sess_cfg cfg;
+    up_sess_cfg_defaults(&cfg, true);
+    cfg.out_cap = 100;
+    assert_int_equal(up_sess_init(&h->s, &cfg), UP_EINVAL); /* cannot hold an OPEN */
+    cfg.out_cap = 4096;
+    assert_int_equal(up_sess_init(&h->s, &cfg), UP_OK);
+    for (int i = 0; i < 4096 / 17; i++) {
+        up_sess_ping(&h->s, (uint64_t)i);
+        assert_null(up_sess_err_reason(&h->s));
+    }
+    assert_int_equal(up_sess_out_len(&h->s), 4096 / 17 * 17);
+    up_sess_ping(&h->s, 0);
+    assert_string_equal(up_sess_err_reason(&h->s), "mux: control output queue full");
+    assert_true(up_sess_out_len(&h->s) <= 4096);
+    up_sess_fini(&h->s);
+    free(h);
+}
+
 /* Teardown: every stream comes back exactly once. */
 static void test_session_take_streams(void **state)
 {
@@ -827,6 +849,7 @@ int main(void)
         cmocka_unit_test(test_session_ping_pong_rtt),
         cmocka_unit_test(test_session_keepalive_misses),
         cmocka_unit_test(test_session_failalloc),
+        cmocka_unit_test(test_session_out_queue_bound),
         cmocka_unit_test(test_session_take_streams),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -1005,7 +1005,7 @@ int up_link_attach(struct up_link *l, struct up_lstream *st, uint32_t sid, uint3
 void up_link_accept(struct up_lstream *st)
 {
     struct up_link *l = st->link;
-    if (!l || st->accepted) {
+    if (!l || st->accepted || st->opener) {
         return;
     }
     st->accepted = true;

@@ -308,9 +308,12 @@ bool up_sess_stream_queued(const struct up_sess_stream *st)
 
 struct up_sess_stream *up_sess_take_stream(struct up_sess *s)
 {
-    for (size_t i = 0; s->nstreams && i < s->table_cap; i++) {
+    /* Resume where the last call found one: a teardown of n streams costs O(table + n). */
+    for (size_t k = 0; s->nstreams && k < s->table_cap; k++) {
+        size_t i = (s->take_at + k) & (s->table_cap - 1);
         struct up_sess_stream *st = s->table[i];
         if (st) {
+            s->take_at = i;
             detach(s, st);
             return st;
         }
@@ -370,8 +373,8 @@ int up_sess_attach(struct up_sess *s, struct up_sess_stream *st, uint32_t sid, u
 
 void up_sess_accept(struct up_sess *s, struct up_sess_stream *st)
 {
-    if (!st->in_table || st->accepted) {
-        return;
+    if (!st->in_table || st->accepted || st->opener) {
+        return; /* only the acceptor sends ACCEPT (§8) */
     }
     st->accepted = true;
     uint8_t f[UP_MUX_HDR + 4];
@@ -501,7 +504,7 @@ bool up_sess_pulled(struct up_sess *s, struct up_sess_stream *st, size_t n, bool
         return closed;
     }
     ready_remove(s, st);
-    if (n > 0 && st->flow.send_avail > 0) {
+    if (n > 0 && st->flow.send_avail > 0 && st->in_table) {
         /* Round robin: a bulk stream goes to the back after each quantum. Out of credit or
          * out of data, it leaves the list: a CREDIT or its owner adds it again. */
         ready_push(s, st);

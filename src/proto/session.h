@@ -109,6 +109,7 @@ struct up_sess {
     struct up_sess_stream **table; /* owned bucket heads; the streams are borrowed */
     size_t table_cap;
     size_t nstreams;
+    size_t take_at; /* up_sess_take_stream: the bucket to look at first */
     struct up_sess_stream *ready_head, *ready_tail;
     uint32_t next_sid;
     uint32_t last_peer_sid;
@@ -187,7 +188,8 @@ UP_NODISCARD int up_sess_open(struct up_sess *s, struct up_sess_stream *st, cons
  * granted. Returns UP_OK, UP_ESTATE (failed session) or UP_ENOMEM. */
 UP_NODISCARD int up_sess_attach(struct up_sess *s, struct up_sess_stream *st, uint32_t sid,
                                 uint32_t peer_window, uint64_t now_us);
-/* Accept an attached stream: queue ACCEPT with our window. No-op when done or detached. */
+/* Accept an attached stream: queue ACCEPT with our window. No-op when done, detached, or a
+ * stream we opened. */
 void up_sess_accept(struct up_sess *s, struct up_sess_stream *st);
 /* Refuse a stream the peer opened that was never attached: queue RST. */
 void up_sess_refuse(struct up_sess *s, uint32_t sid, uint32_t code, const char *reason);

@@ -181,6 +181,9 @@ static void test_session_open_accept_data_fin_close(void **state)
                                (const uint8_t *)"peer=stdio\n", 11);
     expect_out(h, w, (size_t)n);
     assert_false(up_sess_can_send(st));
+    up_sess_accept(&h->s, st); /* only the acceptor accepts: a no-op here */
+    assert_int_equal(take_out(h), 0);
+    assert_false(up_sess_can_send(st));
     /* ACCEPT: the event and the window it grants. */
     feed(h, b, f_accept(b, 1, 1000), 0);
     assert_int_equal(h->nev, 1);

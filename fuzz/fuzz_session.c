@@ -48,6 +48,8 @@ struct slot {
     bool live;
     uint32_t closed; /* times it ended: must end at 1 for every stream ever registered */
     bool used;
+    bool accepted; /* ACCEPT sent (attached) or received (opened) */
+    bool opener;
     uint64_t granted;   /* window we gave: initial + increments */
     uint64_t delivered; /* DATA bytes the session delivered */
     uint64_t unconsumed;
@@ -253,14 +255,16 @@ static void feed(struct side *sd, const uint8_t *p, size_t n, struct input *in)
             registered(sd, f);
             if (how != 2) {
                 up_sess_accept(&sd->s, &sd->st[f]);
+                sd->m[f].accepted = true;
             }
             break;
         }
         case UP_SESS_EV_ACCEPT:
-            CHECK(sd->m[i].live);
+            CHECK(sd->m[i].live && !sd->m[i].accepted);
+            sd->m[i].accepted = true;
             break;
         case UP_SESS_EV_DATA:
-            CHECK(sd->m[i].live);
+            CHECK(sd->m[i].live && sd->m[i].accepted); /* never DATA before ACCEPT */
             CHECK(ev.len > 0);
             sd->m[i].delivered += ev.len;
             sd->m[i].unconsumed += ev.len;
@@ -270,7 +274,7 @@ static void feed(struct side *sd, const uint8_t *p, size_t n, struct input *in)
             }
             break;
         case UP_SESS_EV_FIN:
-            CHECK(sd->m[i].live);
+            CHECK(sd->m[i].live && sd->m[i].accepted);
             break;
         case UP_SESS_EV_CLOSE:
             CHECK(!up_sess_stream_live(ev.st));
@@ -398,6 +402,7 @@ static void run_duel(struct input *in)
             if (!m->used && !sd->dead) {
                 if (up_sess_open(&sd->s, &sd->st[i], "svc", NULL, 0, now_us) == UP_OK) {
                     registered(sd, i);
+                    m->opener = true;
                 }
             }
             break;
@@ -428,7 +433,8 @@ static void run_duel(struct input *in)
             break;
         case 9: /* accept an attached stream / zero-copy send */
             if (m->live) {
-                up_sess_accept(&sd->s, &sd->st[i]);
+                up_sess_accept(&sd->s, &sd->st[i]); /* a no-op on a stream we opened */
+                m->accepted = m->accepted || !m->opener;
                 struct up_sess_stream *cs = &sd->st[i];
                 if (up_sess_can_send(cs) && !up_sess_stream_queued(cs) && m->to_send) {
                     int64_t avail = up_sess_send_avail(cs);

@@ -14,6 +14,15 @@ char *up_strdup(const char *s);
 /* Duplicate n bytes of s and NUL-terminate; NULL on failure. */
 char *up_strndup(const char *s, size_t n);
 
+/* An allocator passed to a codec at init (STYLE §5, nghttp2_mem), so a memory budget or a
+ * failalloc test sees every byte it takes. realloc_fn(ud, p, n) behaves like the C library's
+ * realloc, and realloc_fn(ud, p, 0) frees p and returns NULL. A NULL realloc_fn means
+ * up_realloc/up_free. */
+struct up_alloc {
+    void *(*realloc_fn)(void *ud, void *p, size_t n);
+    void *ud;
+};
+
 /* Free p and set it to NULL (Tor FREE_AND_NULL). */
 #define UP_FREE(p)                                                                                 \
     do {                                                                                           \

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <openssl/ssl.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -26,33 +27,24 @@ struct up_link {
     const struct up_link_ops *ops;
     void *ud;
     struct up_ws_parser ws;
-    struct up_mux_parser mux;
+    struct up_sess sess; /* the mux session: streams, rules, flow control, scheduling */
     struct up_buf rx;
     struct up_buf tx;
-    struct up_lstream **table; /* owned array of bucket heads; streams are borrowed */
-    size_t table_cap;
-    size_t nstreams;
-    struct up_lstream *ready_head, *ready_tail;
-    uint32_t next_sid;
-    uint32_t last_peer_sid;
+    uint64_t now_us; /* clock read at the start of the current input batch */
     uv_timer_t timer;
-    uint32_t pings_out;
-    uint64_t srtt_us;
     uint8_t rnd[512];
     size_t rnd_off;
     bool dead;
     bool closing;
-    bool goaway_rcvd;
-    bool goaway_sent;
     bool close_idle; /* close gracefully once no stream is left (drain) */
     bool close_sent; /* WS close sent: nothing more goes out; waiting for the peer's close */
     bool in_dirty;
     int open_handles;
     struct up_link *dnext;
     char reason[256];
-    char goaway_reason[UP_MUX_MAX_REASON + 1]; /* what we told the peer in our GOAWAY */
-    char idle_reason[160];                     /* close_idle: why, for the owner's log */
-    struct up_link_stats stats;
+    char idle_reason[160];      /* close_idle: why, for the owner's log */
+    struct up_link_stats stats; /* the shell's counters; the session's are merged on read */
+    uint64_t ws_errors;         /* WebSocket-level protocol errors */
     int kpipe[2];     /* splice: socket -> kpipe -> the owner's socket; -1 until first used */
     bool splice_on;   /* this link may splice (client role, plain TCP, cfg.splice) */
     bool splice_mode; /* the last DATA was spliced: read only headers until it stops */
@@ -163,109 +155,17 @@ static void fail(struct up_link *l, const char *fmt, const char *arg)
     kick(l);
 }
 
-/* ---- stream table ---- */
-
-static size_t bucket(const struct up_link *l, uint32_t sid)
+/* The owner's stream around a session stream. */
+static struct up_lstream *lstream(struct up_sess_stream *cs)
 {
-    return (size_t)((sid * 2654435761u) & (uint32_t)(l->table_cap - 1));
+    return (struct up_lstream *)(void *)((char *)cs - offsetof(struct up_lstream, core));
 }
 
-static struct up_lstream *find(const struct up_link *l, uint32_t sid)
+/* st left the session: the owner gets it back. */
+static void stream_gone(struct up_link *l, struct up_lstream *st)
 {
-    for (struct up_lstream *s = l->table[bucket(l, sid)]; s; s = s->hnext) {
-        if (s->sid == sid) {
-            return s;
-        }
-    }
-    return NULL;
-}
-
-static int table_grow(struct up_link *l)
-{
-    size_t ncap = l->table_cap * 2;
-    struct up_lstream **nt = up_calloc(ncap, sizeof(*nt));
-    if (!nt) {
-        return UP_ENOMEM;
-    }
-    struct up_lstream **old = l->table;
-    size_t ocap = l->table_cap;
-    l->table = nt;
-    l->table_cap = ncap;
-    for (size_t i = 0; i < ocap; i++) {
-        struct up_lstream *s = old[i];
-        while (s) {
-            struct up_lstream *next = s->hnext;
-            size_t b = bucket(l, s->sid);
-            s->hnext = nt[b];
-            nt[b] = s;
-            s = next;
-        }
-    }
-    up_free(old);
-    return UP_OK;
-}
-
-static int insert(struct up_link *l, struct up_lstream *st)
-{
-    if (l->nstreams >= l->table_cap && table_grow(l) < 0) {
-        return UP_ENOMEM;
-    }
-    size_t b = bucket(l, st->sid);
-    st->hnext = l->table[b];
-    l->table[b] = st;
-    l->nstreams++;
-    return UP_OK;
-}
-
-static void ready_remove(struct up_link *l, struct up_lstream *st)
-{
-    if (!st->in_ready) {
-        return;
-    }
-    if (st->rprev) {
-        st->rprev->rnext = st->rnext;
-    } else {
-        l->ready_head = st->rnext;
-    }
-    if (st->rnext) {
-        st->rnext->rprev = st->rprev;
-    } else {
-        l->ready_tail = st->rprev;
-    }
-    st->rnext = st->rprev = NULL;
-    st->in_ready = false;
-}
-
-static void ready_push(struct up_link *l, struct up_lstream *st)
-{
-    if (st->in_ready) {
-        return;
-    }
-    st->rprev = l->ready_tail;
-    st->rnext = NULL;
-    if (l->ready_tail) {
-        l->ready_tail->rnext = st;
-    } else {
-        l->ready_head = st;
-    }
-    l->ready_tail = st;
-    st->in_ready = true;
-}
-
-static void detach(struct up_link *l, struct up_lstream *st)
-{
-    struct up_lstream **pp = &l->table[bucket(l, st->sid)];
-    while (*pp && *pp != st) {
-        pp = &(*pp)->hnext;
-    }
-    if (*pp) {
-        *pp = st->hnext;
-        l->nstreams--;
-    }
-    ready_remove(l, st);
-    st->hnext = NULL;
     st->link = NULL;
-    if (l->nstreams == 0 && (l->close_idle || l->kpipe[0] >= 0)) {
+    if (up_sess_nstreams(&l->sess) == 0 && (l->close_idle || l->kpipe[0] >= 0)) {
         /* The flusher closes the link once the last frames are out (drain), and the splice
          * pipe of a link without streams. */
         kick(l);
@@ -322,14 +222,20 @@ static void tx_ws_control(struct up_link *l, uint8_t op, const uint8_t *p, size_
     kick(l);
 }
 
-static void tx_rst(struct up_link *l, uint32_t sid, uint32_t code, const char *reason)
+/* Move the control frames the session queued into the output, one WS message each, in
+ * order; a session that failed (a broken rule) fails the link with its reason. */
+static void drain_ctl(struct up_link *l)
 {
-    uint8_t f[UP_MUX_HDR + 4 + UP_MUX_MAX_REASON];
-    int n = up_mux_encode_rst(f, sizeof f, sid, code, reason);
-    if (n > 0) {
-        tx_mux(l, f, (size_t)n);
+    size_t n = 0;
+    const uint8_t *f;
+    while ((f = up_sess_frame_peek(&l->sess, &n)) != NULL) {
+        tx_mux(l, f, n);
+        up_sess_frame_pop(&l->sess);
     }
-    l->stats.streams_reset++;
+    const char *why = up_sess_err_reason(&l->sess);
+    if (why) {
+        fail(l, "%s", why);
+    }
 }
 
 /* Frame data pulled from st directly into the output buffer. Returns bytes of payload, and
@@ -365,54 +271,28 @@ static size_t pull_into_tx(struct up_link *l, struct up_lstream *st, size_t max,
         up_ws_mask(payload - UP_MUX_HDR, plen, key, 0);
     }
     up_buf_commit(&l->tx, hsz + plen);
-    st->flow.send_avail -= (int64_t)n;
     l->stats.frames_out++;
-    if (*fin) {
-        st->fin_sent = true;
-    }
     return n;
 }
 
-/* Both directions finished: the stream is over. May free st (through on_close). */
-static void maybe_finish(struct up_link *l, struct up_lstream *st)
-{
-    if (st->fin_sent && st->fin_rcvd) {
-        detach(l, st);
-        st->ops->on_close(st, UP_MUX_C_NONE, NULL);
-    }
-}
-
+/* The fair scheduler's loop: the session says whose turn it is and how much it may send; the
+ * owner's bytes go straight into the output buffer. */
 static void schedule(struct up_link *l)
 {
-    size_t chunk = UP_LINK_CHUNK < l->cfg.max_frame ? UP_LINK_CHUNK : l->cfg.max_frame;
-    while (l->ready_head && !l->dead && up_buf_len(&l->tx) < l->cfg.tx_high) {
-        struct up_lstream *st = l->ready_head;
-        size_t max = chunk;
-        if (st == l->ready_tail) {
-            /* Alone: nobody waits behind this frame, so let it fill the output buffer up to
-             * the bound a quantum would (tx_high + one chunk). Fewer, larger frames cut
-             * the syscalls per byte on every hop of a bulk stream. */
-            size_t room = l->cfg.tx_high + chunk - up_buf_len(&l->tx);
-            max = room < l->cfg.max_frame ? room : l->cfg.max_frame;
+    while (!l->dead) {
+        struct up_sess_stream *cs = up_sess_next(&l->sess, up_buf_len(&l->tx));
+        if (!cs) {
+            break;
         }
-        if (st->flow.send_avail < (int64_t)max) {
-            max = st->flow.send_avail > 0 ? (size_t)st->flow.send_avail : 0;
-        }
+        struct up_lstream *st = lstream(cs);
+        size_t max = up_sess_frame_max(&l->sess, cs, up_buf_len(&l->tx));
         bool fin = false;
         size_t n = pull_into_tx(l, st, max, &fin);
-        if (fin) {
-            ready_remove(l, st);
-            maybe_finish(l, st);
-            continue;
+        if (up_sess_pulled(&l->sess, cs, n, fin)) {
+            /* Both directions finished: the stream is over. May free st. */
+            stream_gone(l, st);
+            st->ops->on_close(st, UP_MUX_C_NONE, NULL);
         }
-        if (n == 0 || st->flow.send_avail <= 0) {
-            /* Nothing now, or out of credit: CREDIT or the owner re-adds it. */
-            ready_remove(l, st);
-            continue;
-        }
-        /* Round robin: a bulk stream goes to the back after each quantum. */
-        ready_remove(l, st);
-        ready_push(l, st);
     }
 }
 
@@ -424,10 +304,13 @@ static size_t send_direct(struct up_link *l, struct up_lstream *st, const uint8_
  * credit, or a full socket end it and schedule() takes over. */
 static void flush_direct(struct up_link *l)
 {
-    size_t chunk = UP_LINK_CHUNK < l->cfg.max_frame ? UP_LINK_CHUNK : l->cfg.max_frame;
-    for (int turn = 0; turn < 64 && l->ready_head && !l->dead && up_buf_len(&l->tx) == 0; turn++) {
-        struct up_lstream *st = l->ready_head;
-        if (!st->ops->peek || !st->accepted || st->fin_sent || st->flow.send_avail <= 0) {
+    for (int turn = 0; turn < 64 && !l->dead && up_buf_len(&l->tx) == 0; turn++) {
+        struct up_sess_stream *cs = up_sess_next(&l->sess, 0);
+        if (!cs) {
+            return;
+        }
+        struct up_lstream *st = lstream(cs);
+        if (!st->ops->peek || !up_sess_can_send(cs) || up_sess_send_avail(cs) <= 0) {
             return;
         }
         size_t n = 0;
@@ -435,9 +318,7 @@ static void flush_direct(struct up_link *l)
         if (n == 0) {
             return;
         }
-        if (st != l->ready_tail && n > chunk) {
-            n = chunk; /* others wait: one quantum */
-        }
+        n = up_sess_burst_max(&l->sess, cs, n);
         size_t taken = send_direct(l, st, p, n);
         if (taken) {
             st->ops->skip(st, taken);
@@ -445,16 +326,15 @@ static void flush_direct(struct up_link *l)
         if (l->dead || taken < n || up_buf_len(&l->tx) > 0) {
             return;
         }
-        if (st->link == l && st->in_ready) {
-            ready_remove(l, st);
-            ready_push(l, st);
+        if (st->link == l) {
+            up_sess_rotate(&l->sess, cs);
         }
     }
 }
 
 static void flush(struct up_link *l)
 {
-    if (l->nstreams == 0 && l->kpipe[0] >= 0) {
+    if (up_sess_nstreams(&l->sess) == 0 && l->kpipe[0] >= 0) {
         up_kpipe_close(l->kpipe); /* an idle link holds no descriptors beyond its socket */
     }
     for (int round = 0; round < 16 && !l->dead; round++) {
@@ -483,166 +363,59 @@ static void flush(struct up_link *l)
     up_sock_want(&l->sock, true, up_buf_len(&l->tx) > 0);
     /* Streams still ready with room to fill: nothing else would wake them (their sockets are
      * not watched while they wait for us), so come back on the next loop iteration. */
-    if (l->ready_head && up_buf_len(&l->tx) < l->cfg.tx_high) {
+    if (up_sess_next(&l->sess, up_buf_len(&l->tx))) {
         kick(l);
     }
 }
 
 /* ---- input ---- */
 
-/* n DATA bytes arrived for st: within its window, or the stream is reset (and gone). */
-static bool admit_data(struct up_link *l, struct up_lstream *st, size_t n)
+static void dispatch(struct up_link *l, const struct up_sess_ev *ev)
 {
-    if (up_mux_flow_on_data(&st->flow, n) < 0) {
-        uint32_t sid = st->sid;
-        detach(l, st);
-        tx_rst(l, sid, UP_MUX_C_FLOW, "data beyond the granted window");
-        st->ops->on_close(st, UP_MUX_C_FLOW, "peer exceeded the flow-control window");
-        return false;
-    }
-    l->stats.bytes_in += n;
-    return true;
-}
-
-static void dispatch(struct up_link *l, const struct up_mux_ev *ev)
-{
-    struct up_lstream *st = NULL;
-    char reason[UP_MUX_MAX_REASON + 1];
+    struct up_lstream *st = ev->st ? lstream(ev->st) : NULL;
     switch (ev->kind) {
-    case UP_MUX_EV_DATA:
-        st = find(l, ev->sid);
-        if (!st || st->fin_rcvd) {
-            /* Late data for a stream we reset, or already finished: drop it. */
-            return;
-        }
-        if (!admit_data(l, st, ev->len)) {
-            return;
-        }
+    case UP_SESS_EV_DATA:
         st->ops->on_data(st, ev->data, ev->len);
         return;
-    case UP_MUX_EV_FIN:
-        st = find(l, ev->sid);
-        if (!st || st->fin_rcvd) {
-            return;
-        }
-        st->fin_rcvd = true;
+    case UP_SESS_EV_FIN:
         st->ops->on_fin(st);
-        /* on_fin may have reset the stream (and the owner freed it): look it up again. */
-        st = find(l, ev->sid);
-        if (st) {
-            maybe_finish(l, st);
-        }
         return;
-    case UP_MUX_EV_OPEN:
-        if (ev->sid <= l->last_peer_sid) {
-            fail(l, "peer reused stream id%s", "");
-            return;
-        }
-        l->last_peer_sid = ev->sid;
-        if (l->goaway_sent || l->close_idle || l->closing) {
-            /* A stream that crossed our GOAWAY: refused before anything happened on it, so
-             * the opener may safely try it elsewhere. */
-            char why[UP_MUX_MAX_REASON + 16];
-            snprintf(why, sizeof why, "refused: %.200s",
-                     l->goaway_reason[0] ? l->goaway_reason : "link is going away");
-            l->stats.streams_refused++;
-            tx_rst(l, ev->sid, UP_MUX_C_SHUTDOWN, why);
-            return;
-        }
-        if (l->nstreams >= l->cfg.max_streams) {
-            l->stats.streams_refused++;
-            tx_rst(l, ev->sid, UP_MUX_C_LIMIT, "too many streams on this link");
-            return;
-        }
+    case UP_SESS_EV_OPEN:
         l->ops->on_open(l, ev->sid, ev->window, ev->name, ev->name_len, ev->data, ev->len);
         return;
-    case UP_MUX_EV_ACCEPT:
-        st = find(l, ev->sid);
-        if (!st || !st->opener || st->accepted) {
-            return;
-        }
+    case UP_SESS_EV_ACCEPT:
         st->accepted = true;
-        st->flow.send_avail = ev->window;
         st->ops->on_accept(st);
         return;
-    case UP_MUX_EV_CREDIT:
-        st = find(l, ev->sid);
-        if (!st) {
-            return;
-        }
-        UP_LOGD("stream %u: credit %u received (avail %lld)", st->sid, ev->window,
-                (long long)st->flow.send_avail);
-        if (up_mux_flow_on_credit(&st->flow, ev->window) < 0) {
-            detach(l, st);
-            tx_rst(l, ev->sid, UP_MUX_C_FLOW, "credit overflow");
-            st->ops->on_close(st, UP_MUX_C_FLOW, "peer granted more than 2^31-1");
-            return;
-        }
-        if (!st->fin_sent) {
-            ready_push(l, st);
-            kick(l);
-        }
+    case UP_SESS_EV_CLOSE:
+        stream_gone(l, st);
+        st->ops->on_close(st, ev->code, ev->reason);
         return;
-    case UP_MUX_EV_RST:
-        st = find(l, ev->sid);
-        if (!st) {
-            return;
-        }
-        memcpy(reason, ev->data, ev->len);
-        reason[ev->len] = '\0';
-        detach(l, st);
-        st->ops->on_close(st, ev->code ? ev->code : UP_MUX_C_CANCEL, reason);
-        return;
-    case UP_MUX_EV_PING: {
-        uint8_t f[UP_MUX_HDR + 8];
-        int n = up_mux_encode_ping(f, sizeof f, ev->opaque, true);
-        if (n > 0) {
-            tx_mux(l, f, (size_t)n);
-        }
-        return;
-    }
-    case UP_MUX_EV_PONG: {
-        uint64_t sent = up_rd_u64be(ev->opaque), now = up_now_us();
-        if (sent <= now) {
-            uint64_t rtt = now - sent;
-            l->srtt_us = l->srtt_us ? (l->srtt_us * 7 + rtt) / 8 : rtt;
-        }
-        l->pings_out = 0;
-        return;
-    }
-    case UP_MUX_EV_GOAWAY:
-        memcpy(reason, ev->data, ev->len);
-        reason[ev->len] = '\0';
-        l->goaway_rcvd = true;
+    case UP_SESS_EV_GOAWAY:
         if (l->ops->on_goaway) {
-            l->ops->on_goaway(l, ev->code, reason);
+            l->ops->on_goaway(l, ev->code, ev->reason);
         }
         return;
-    case UP_MUX_EV_NONE:
+    case UP_SESS_EV_NONE:
         return;
     }
 }
 
+/* Hand one binary message's payload bytes to the session and act on its events. */
 static void feed_mux(struct up_link *l, const uint8_t *p, size_t n)
 {
     for (;;) {
-        struct up_mux_ev ev;
+        struct up_sess_ev ev;
         size_t used = 0;
-        int rv = up_mux_parse(&l->mux, p, n, &used, &ev);
+        int rv = up_sess_parse(&l->sess, p, n, &used, &ev, l->now_us);
         p += used;
         n -= used;
-        if (rv < 0) {
-            l->stats.protocol_errors++;
-            uint8_t f[UP_MUX_HDR + 8 + UP_MUX_MAX_REASON];
-            int fl = up_mux_encode_goaway(f, sizeof f, l->last_peer_sid, UP_MUX_C_PROTOCOL,
-                                          l->mux.err_reason);
-            if (fl > 0) {
-                tx_mux(l, f, (size_t)fl);
-            }
-            fail(l, "%s", l->mux.err_reason);
+        drain_ctl(l); /* PONG, RST, or the GOAWAY that says why the link ends */
+        if (rv < 0 || l->dead) {
+            fail(l, "%s", up_sess_err_reason(&l->sess));
             return;
         }
-        if (ev.kind == UP_MUX_EV_NONE) {
+        if (ev.kind == UP_SESS_EV_NONE) {
             return;
         }
         dispatch(l, &ev);
@@ -654,6 +427,7 @@ static void feed_mux(struct up_link *l, const uint8_t *p, size_t n)
 
 static void process(struct up_link *l, uint8_t *p, size_t n)
 {
+    l->now_us = up_now_us();
     while (!l->dead) {
         struct up_ws_ev ev;
         size_t used = 0;
@@ -661,7 +435,7 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
         p += used;
         n -= used;
         if (rv < 0) {
-            l->stats.protocol_errors++;
+            l->ws_errors++;
             uint8_t key[4];
             if (l->client) {
                 mask_key(l, key);
@@ -678,8 +452,9 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
         case UP_WS_EV_BEGIN:
             l->stats.frames_in++;
             if (ev.opcode != UP_WS_OP_BINARY) {
-                l->stats.protocol_errors++;
-                fail(l, "peer sent a text message on a mux link%s", "");
+                /* §2: the mux is the payload of binary messages only. */
+                up_sess_protocol_error(&l->sess, "mux: text message on a mux link");
+                drain_ctl(l);
                 return;
             }
             break;
@@ -733,14 +508,14 @@ static int splice_step(struct up_link *l)
     if (!l->splice_on) {
         return 0;
     }
-    uint32_t sid = 0;
+    struct up_sess_stream *cs = NULL;
     uint64_t wl = up_ws_parser_payload_left(&l->ws);
-    uint32_t ml = up_mux_parser_data_left(&l->mux, &sid);
+    uint32_t ml = up_sess_data_left(&l->sess, &cs);
     if (wl == 0 || ml == 0 || (ml < UP_LINK_SPLICE_MIN && !l->splice_mode)) {
         return 0;
     }
-    struct up_lstream *st = find(l, sid);
-    if (!st || st->fin_rcvd || !st->ops->splice_ok || !st->ops->splice_ok(st)) {
+    struct up_lstream *st = cs ? lstream(cs) : NULL;
+    if (!st || !st->ops->splice_ok || !st->ops->splice_ok(st)) {
         l->splice_mode = false;
         return 0;
     }
@@ -765,11 +540,11 @@ static int splice_step(struct up_link *l)
     }
     l->splice_mode = true;
     up_ws_parser_skip(&l->ws, n);
-    up_mux_parser_skip(&l->mux, (uint32_t)n);
-    if (admit_data(l, st, n)) {
+    if (up_sess_skip_data(&l->sess, (uint32_t)n)) {
         l->stats.bytes_spliced += n;
         kpipe_discard(l, st->ops->on_splice(st, l->kpipe[0], n));
     } else {
+        /* Refused (its CLOSE and RST come from feed_mux below) or gone. */
         kpipe_discard(l, n);
     }
     /* The frame may be complete: let the parsers report its FIN and END. */
@@ -789,13 +564,13 @@ static size_t header_read_len(const struct up_link *l)
     if (!l->splice_mode) {
         return 0;
     }
-    size_t mux = UP_MUX_HDR - l->mux.hdr_len;
-    if (l->ws.state == UP_WS_ST_HDR && l->mux.state == UP_MUX_ST_HDR) {
+    size_t mux = up_sess_hdr_left(&l->sess); /* 0: not in a mux header */
+    if (l->ws.state == UP_WS_ST_HDR && mux != 0) {
         /* The link's DATA frames carry 4-byte WebSocket headers (64 KiB quanta); a longer
          * header costs one more short read, a shorter one reads a little payload. */
         return (l->ws.hdr_len < 4 ? 4u - l->ws.hdr_len : 1u) + mux;
     }
-    if (l->ws.state == UP_WS_ST_PAYLOAD && l->mux.state == UP_MUX_ST_HDR) {
+    if (l->ws.state == UP_WS_ST_PAYLOAD && mux != 0) {
         uint64_t left = l->ws.frame_len - l->ws.frame_off;
         return left < mux ? (size_t)left : mux;
     }
@@ -876,12 +651,8 @@ static void on_sock(struct up_sock *s, bool readable, bool writable)
 /* PING carries our microsecond clock; the PONG gives an RTT sample. */
 static void send_ping(struct up_link *l)
 {
-    uint8_t op[8], f[UP_MUX_HDR + 8];
-    up_wr_u64be(op, up_now_us());
-    int n = up_mux_encode_ping(f, sizeof f, op, false);
-    if (n > 0) {
-        tx_mux(l, f, (size_t)n);
-    }
+    up_sess_ping(&l->sess, up_now_us());
+    drain_ctl(l);
 }
 
 static void on_timer(uv_timer_t *t)
@@ -896,14 +667,13 @@ static void on_timer(uv_timer_t *t)
         fail(l, "%s", why);
         return;
     }
-    if (l->pings_out >= l->cfg.ping_misses) {
+    if (up_sess_keepalive(&l->sess, up_now_us()) < 0) {
         char why[64];
-        snprintf(why, sizeof why, "%u pings unanswered", l->pings_out);
+        snprintf(why, sizeof why, "%u pings unanswered", up_sess_pings_out(&l->sess));
         fail(l, "link dead: %s", why);
         return;
     }
-    send_ping(l);
-    l->pings_out++;
+    drain_ctl(l);
 }
 
 static void link_release(struct up_link *l)
@@ -912,7 +682,7 @@ static void link_release(struct up_link *l)
         up_kpipe_close(l->kpipe);
         up_buf_fini(&l->rx);
         up_buf_fini(&l->tx);
-        up_free(l->table);
+        up_sess_fini(&l->sess);
         up_linkloop_unref(l->ll);
         up_free(l);
     }
@@ -946,12 +716,14 @@ static void teardown(struct up_link *l)
         l->dnext = NULL;
     }
     /* Every stream dies with the link, on every hop (BRIEF rule 4). */
-    for (size_t i = 0; i < l->table_cap; i++) {
-        while (l->table[i]) {
-            struct up_lstream *st = l->table[i];
-            detach(l, st);
-            st->ops->on_close(st, UP_MUX_C_LINK_LOST, l->reason);
+    for (;;) {
+        struct up_sess_stream *cs = up_sess_take_stream(&l->sess);
+        if (!cs) {
+            break;
         }
+        struct up_lstream *st = lstream(cs);
+        st->link = NULL;
+        st->ops->on_close(st, UP_MUX_C_LINK_LOST, l->reason);
     }
     if (l->ops->on_close) {
         l->ops->on_close(l, l->reason);
@@ -983,7 +755,8 @@ static void teardown(struct up_link *l)
  * destroys our last bytes in the peer's receive queue. */
 static void maybe_close_idle(struct up_link *l)
 {
-    if (!l->close_idle || l->close_sent || l->nstreams != 0 || up_buf_len(&l->tx) != 0) {
+    if (!l->close_idle || l->close_sent || up_sess_nstreams(&l->sess) != 0 ||
+        up_buf_len(&l->tx) != 0) {
         return;
     }
     uint8_t key[4];
@@ -1053,16 +826,27 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
     l->cfg = *cfg;
     l->ops = ops;
     l->ud = ud;
-    l->table_cap = 16;
-    l->table = up_calloc(l->table_cap, sizeof(*l->table));
     up_buf_init(&l->rx);
     up_buf_init(&l->tx);
-    if (!l->table || up_buf_reserve(&l->rx, UP_LINK_RX_CAP, UP_LINK_RX_CAP) < 0) {
+    struct up_sess_cfg sc;
+    up_sess_cfg_defaults(&sc, client);
+    sc.window = cfg->window;
+    sc.max_window = cfg->max_window < cfg->window ? cfg->window : cfg->max_window;
+    sc.max_frame = cfg->max_frame;
+    sc.max_streams = cfg->max_streams;
+    sc.ping_misses = cfg->ping_misses;
+    sc.tx_high = cfg->tx_high;
+    sc.quantum = UP_LINK_CHUNK;
+    sc.min_rtt_us = UP_LINK_MIN_RTT_US;
+    if (up_sess_init(&l->sess, &sc) < 0) {
         goto undo_alloc;
+    }
+    if (up_buf_reserve(&l->rx, UP_LINK_RX_CAP, UP_LINK_RX_CAP) < 0) {
+        goto undo_sess;
     }
     if (up_sock_init(&l->sock, loop, fd, on_sock, l) < 0) {
         fd = -1; /* closed by up_sock_init */
-        goto undo_alloc;
+        goto undo_sess;
     }
     l->sock.ssl = ssl;
     l->sock.tls = ssl ? UP_TLS_OPEN : UP_TLS_NONE;
@@ -1084,7 +868,6 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
     (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
     l->sock.is_server = !client;
     l->rnd_off = sizeof l->rnd;
-    l->next_sid = client ? 1 : 2;
     struct up_ws_cfg wc = {
         .role = client ? UP_WS_CLIENT : UP_WS_SERVER,
         .max_frame_bytes = (uint64_t)cfg->max_frame + UP_MUX_HDR + 64,
@@ -1092,8 +875,6 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
         .validate_utf8 = true,
     };
     up_ws_parser_init(&l->ws, &wc);
-    struct up_mux_cfg mc = {.odd_ids = client, .max_frame = cfg->max_frame};
-    up_mux_parser_init(&l->mux, &mc);
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     up_linkloop_ref(ll); /* dropped in link_release */
@@ -1117,13 +898,14 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
     }
     kick(l);
     return l;
+undo_sess:
+    up_buf_fini(&l->rx);
+    up_sess_fini(&l->sess);
 undo_alloc:
     SSL_free(ssl);
     if (fd >= 0) {
         close(fd);
     }
-    up_buf_fini(&l->rx);
-    up_free(l->table);
     up_free(l);
     return NULL;
 }
@@ -1135,12 +917,20 @@ void *up_link_ud(const struct up_link *l)
 
 const struct up_link_stats *up_link_stats(const struct up_link *l)
 {
+    /* The session counts what it decides; merge on read (l is ours, not const, underneath). */
+    struct up_link *m = (struct up_link *)(uintptr_t)l;
+    const struct up_sess_stats *ss = up_sess_stats(&l->sess);
+    m->stats.bytes_in = ss->bytes_in;
+    m->stats.streams_opened = ss->streams_opened;
+    m->stats.streams_refused = ss->streams_refused;
+    m->stats.streams_reset = ss->streams_reset;
+    m->stats.protocol_errors = l->ws_errors + ss->protocol_errors;
     return &l->stats;
 }
 
 size_t up_link_nstreams(const struct up_link *l)
 {
-    return l->nstreams;
+    return up_sess_nstreams(&l->sess);
 }
 
 void up_link_close(struct up_link *l, const char *reason)
@@ -1150,27 +940,20 @@ void up_link_close(struct up_link *l, const char *reason)
 
 void up_link_goaway(struct up_link *l, uint32_t code, const char *reason)
 {
-    if (l->goaway_sent || l->dead) {
+    if (l->dead) {
         return;
     }
-    l->goaway_sent = true;
-    snprintf(l->goaway_reason, sizeof l->goaway_reason, "%s", reason ? reason : "");
-    uint8_t f[UP_MUX_HDR + 8 + UP_MUX_MAX_REASON];
-    int n = up_mux_encode_goaway(f, sizeof f, l->last_peer_sid, code, reason);
-    if (n > 0) {
-        tx_mux(l, f, (size_t)n);
-    }
+    up_sess_goaway(&l->sess, code, reason);
+    drain_ctl(l);
 }
 
-static void stream_init(struct up_link *l, struct up_lstream *st, uint32_t sid,
-                        uint32_t send_window, const struct up_lstream_ops *ops, void *ud)
+static void stream_init(struct up_link *l, struct up_lstream *st, const struct up_lstream_ops *ops,
+                        void *ud)
 {
     memset(st, 0, sizeof(*st));
-    st->sid = sid;
     st->link = l;
     st->ops = ops;
     st->ud = ud;
-    up_mux_flow_init(&st->flow, l->cfg.window, l->cfg.max_window, send_window, up_now_us());
 }
 
 void up_link_close_when_idle(struct up_link *l, const char *reason)
@@ -1179,13 +962,14 @@ void up_link_close_when_idle(struct up_link *l, const char *reason)
         return;
     }
     l->close_idle = true;
+    up_sess_drain(&l->sess);
     snprintf(l->idle_reason, sizeof l->idle_reason, "%s", reason);
     kick(l);
 }
 
 bool up_link_can_open(const struct up_link *l)
 {
-    return !l->dead && !l->closing && !l->goaway_rcvd && !l->close_idle;
+    return !l->dead && !l->closing && !l->close_idle && up_sess_can_open(&l->sess);
 }
 
 int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, const uint8_t *meta,
@@ -1194,56 +978,45 @@ int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, con
     if (!up_link_can_open(l)) {
         return UP_ESTATE;
     }
-    if (l->nstreams >= l->cfg.max_streams || l->next_sid > 0x7ffffffdu) {
-        return UP_ELIMIT;
-    }
-    uint8_t f[UP_MUX_HDR + 5 + UP_MUX_MAX_NAME + UP_MUX_MAX_META];
-    int n = up_mux_encode_open(f, sizeof f, l->next_sid, l->cfg.window, name, meta, meta_len);
-    if (n < 0) {
-        return n;
-    }
-    stream_init(l, st, l->next_sid, 0, ops, ud);
-    st->opener = true;
-    if (insert(l, st) < 0) {
+    stream_init(l, st, ops, ud);
+    int rv = up_sess_open(&l->sess, &st->core, name, meta, meta_len, up_now_us());
+    if (rv < 0) {
         st->link = NULL;
-        return UP_ENOMEM;
+        return rv;
     }
-    l->next_sid += 2;
-    l->stats.streams_opened++;
-    tx_mux(l, f, (size_t)n);
+    st->sid = up_sess_stream_id(&st->core);
+    st->opener = true;
+    drain_ctl(l);
     return UP_OK;
 }
 
 int up_link_attach(struct up_link *l, struct up_lstream *st, uint32_t sid, uint32_t peer_window,
                    const struct up_lstream_ops *ops, void *ud)
 {
-    stream_init(l, st, sid, peer_window, ops, ud);
-    if (insert(l, st) < 0) {
+    stream_init(l, st, ops, ud);
+    st->sid = sid;
+    if (up_sess_attach(&l->sess, &st->core, sid, peer_window, up_now_us()) < 0) {
         st->link = NULL;
         return UP_ENOMEM;
     }
-    l->stats.streams_opened++;
     return UP_OK;
 }
 
 void up_link_accept(struct up_lstream *st)
 {
     struct up_link *l = st->link;
-    if (!l || st->accepted) {
+    if (!l || st->accepted || st->opener) {
         return;
     }
     st->accepted = true;
-    uint8_t f[UP_MUX_HDR + 4];
-    int n = up_mux_encode_accept(f, sizeof f, st->sid, st->flow.recv_window);
-    if (n > 0) {
-        tx_mux(l, f, (size_t)n);
-    }
+    up_sess_accept(&l->sess, &st->core);
+    drain_ctl(l);
 }
 
 void up_link_refuse(struct up_link *l, uint32_t sid, uint32_t code, const char *reason)
 {
-    l->stats.streams_refused++;
-    tx_rst(l, sid, code, reason);
+    up_sess_refuse(&l->sess, sid, code, reason);
+    drain_ctl(l);
 }
 
 void up_link_reset(struct up_lstream *st, uint32_t code, const char *reason)
@@ -1252,18 +1025,24 @@ void up_link_reset(struct up_lstream *st, uint32_t code, const char *reason)
     if (!l) {
         return;
     }
-    detach(l, st);
-    tx_rst(l, st->sid, code, reason);
+    up_sess_reset(&l->sess, &st->core, code, reason);
+    stream_gone(l, st);
+    drain_ctl(l);
 }
 
 void up_link_ready(struct up_lstream *st)
 {
     struct up_link *l = st->link;
-    if (!l || st->fin_sent) {
+    if (!l) {
         return;
     }
-    ready_push(l, st);
+    up_sess_ready(&l->sess, &st->core);
     kick(l);
+}
+
+bool up_link_is_ready(const struct up_lstream *st)
+{
+    return st->link && up_sess_stream_queued(&st->core);
 }
 
 /* Zero-copy send for an unmasked plain link with nothing queued: one writev of headers built
@@ -1276,7 +1055,7 @@ static size_t send_direct(struct up_link *l, struct up_lstream *st, const uint8_
     uint8_t hdr[DIRECT_FRAMES][UP_WS_MAX_HEADER + UP_MUX_HDR];
     size_t hlen[DIRECT_FRAMES], plen[DIRECT_FRAMES];
     size_t frames = 0, off = 0;
-    int64_t avail = st->flow.send_avail;
+    int64_t avail = up_sess_send_avail(&st->core);
     while (off < n && frames < DIRECT_FRAMES && avail > 0) {
         size_t take = n - off;
         if (take > l->cfg.max_frame) {
@@ -1338,7 +1117,8 @@ static size_t send_direct(struct up_link *l, struct up_lstream *st, const uint8_
         }
         break;
     }
-    st->flow.send_avail -= (int64_t)taken;
+    bool ignored = up_sess_data_sent(&l->sess, &st->core, taken, false); /* no FIN: false */
+    (void)ignored;
     return taken;
 }
 
@@ -1346,7 +1126,7 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
 {
     struct up_link *l = st->link;
     size_t done = 0;
-    if (!l || l->dead || !st->accepted || st->fin_sent || st->in_ready) {
+    if (!l || l->dead || !up_sess_can_send(&st->core) || up_sess_stream_queued(&st->core)) {
         return 0;
     }
     if (!l->client && !l->sock.ssl && up_buf_len(&l->tx) == 0) {
@@ -1356,14 +1136,14 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
         }
         /* The socket took everything it could (or credit ran out): queue as usual below. */
     }
-    while (done < n && up_buf_len(&l->tx) < l->cfg.tx_high && st->flow.send_avail > 0) {
+    while (done < n && up_buf_len(&l->tx) < l->cfg.tx_high && up_sess_send_avail(&st->core) > 0) {
         size_t take = n - done;
         const uint8_t *src = p + done;
         if (take > l->cfg.max_frame) {
             take = l->cfg.max_frame;
         }
-        if ((int64_t)take > st->flow.send_avail) {
-            take = (size_t)st->flow.send_avail;
+        if ((int64_t)take > up_sess_send_avail(&st->core)) {
+            take = (size_t)up_sess_send_avail(&st->core);
         }
         size_t hsz = up_ws_header_size(UP_MUX_HDR + take, l->client);
         if (up_buf_reserve(&l->tx, hsz + UP_MUX_HDR + take, TX_HARD_CAP) < 0) {
@@ -1381,7 +1161,8 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
             up_ws_mask(base + hsz, UP_MUX_HDR + take, key, 0);
         }
         up_buf_commit(&l->tx, hsz + UP_MUX_HDR + take);
-        st->flow.send_avail -= (int64_t)take;
+        bool ignored = up_sess_data_sent(&l->sess, &st->core, take, false);
+        (void)ignored;
         l->stats.frames_out++;
         done += take;
     }
@@ -1394,19 +1175,12 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
 void up_link_consumed(struct up_lstream *st, size_t n)
 {
     struct up_link *l = st->link;
-    if (!l || st->fin_rcvd || n == 0) {
+    if (!l || n == 0) {
         return;
     }
-    /* The RTT floor stands for scheduling delays on busy hosts, which loopback RTTs hide:
-     * a stream that drains half its window within 4 floors is window-limited. */
-    uint64_t rtt = l->srtt_us > UP_LINK_MIN_RTT_US ? l->srtt_us : UP_LINK_MIN_RTT_US;
-    uint32_t inc = up_mux_flow_consumed(&st->flow, n, up_now_us(), rtt);
+    uint32_t inc = up_sess_consumed(&l->sess, &st->core, n, up_now_us());
     if (inc) {
-        UP_LOGD("stream %u: credit %u sent (window %u)", st->sid, inc, st->flow.recv_window);
-        uint8_t f[UP_MUX_HDR + 4];
-        int fl = up_mux_encode_credit(f, sizeof f, st->sid, inc);
-        if (fl > 0) {
-            tx_mux(l, f, (size_t)fl);
-        }
+        UP_LOGD("stream %u: credit %u sent", st->sid, inc);
+        drain_ctl(l);
     }
 }

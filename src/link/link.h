@@ -1,6 +1,8 @@
 /* A link: one WebSocket connection carrying the mux protocol, shared by relay, agent and
- * connect. It owns the socket (after the HTTP upgrade), the WS and mux parsers, the output
- * buffer, keep-alive pings and the stream table. Streams are embedded in their owners' objects
+ * connect. It is the I/O shell around the sans-IO mux session (src/proto/session.c, which
+ * holds the stream table, the protocol rules, flow control and the scheduler's decisions): it
+ * owns the socket (after the HTTP upgrade), TLS, the WS parser and writer, the output buffer,
+ * the timers and splice. Streams are embedded in their owners' objects
  * (an agent's backend connection, a relay bridge); the link only holds pointers to them.
  *
  * Data path: the link pulls stream bytes straight into its output buffer (for a socket
@@ -18,6 +20,7 @@
 #include "base/buf.h"
 #include "net/sock.h"
 #include "proto/mux.h"
+#include "proto/session.h"
 #include "proto/ws.h"
 
 struct up_link;
@@ -102,18 +105,13 @@ struct up_lstream_ops {
 };
 
 struct up_lstream {
-    uint32_t sid;
-    struct up_mux_flow flow;
-    struct up_link *link; /* borrowed; NULL once the stream left the link */
+    struct up_sess_stream core; /* protocol state: only the session (src/proto/session.c) */
+    uint32_t sid;               /* read-only for the owner */
+    struct up_link *link;       /* borrowed; NULL once the stream left the link */
     const struct up_lstream_ops *ops;
-    void *ud;                         /* borrowed: the owner */
-    struct up_lstream *hnext;         /* hash chain */
-    struct up_lstream *rnext, *rprev; /* ready list */
-    bool in_ready;
-    bool opener;   /* we sent OPEN */
-    bool accepted; /* ACCEPT sent or received */
-    bool fin_sent;
-    bool fin_rcvd;
+    void *ud;      /* borrowed: the owner */
+    bool opener;   /* read-only: we sent OPEN */
+    bool accepted; /* read-only: ACCEPT sent or received */
 };
 
 struct up_link_ops {
@@ -182,6 +180,8 @@ void up_link_refuse(struct up_link *l, uint32_t sid, uint32_t code, const char *
 void up_link_reset(struct up_lstream *st, uint32_t code, const char *reason);
 /* The owner has data (or a FIN) to send: schedule pull(). */
 void up_link_ready(struct up_lstream *st);
+/* Whether st waits in its link's ready list for a pull(). */
+bool up_link_is_ready(const struct up_lstream *st);
 /* Try to send bytes now (copying them into the output buffer within credit and room). Returns
  * how many were taken; the rest must be offered later through pull(). */
 size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n);

@@ -148,7 +148,7 @@ static void pipe_sock_cb(struct up_sock *s, bool readable, bool writable)
         }
     }
     if (readable && s == p->rs && p->reading) {
-        if (p->st.in_ready) {
+        if (up_link_is_ready(&p->st)) {
             /* Already queued behind other streams or a full link: stop watching until the
              * link pulls, or level-triggered readiness would spin. */
             p->reading = false;

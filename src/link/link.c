@@ -1,11 +1,10 @@
 #include "link/link.h"
 
-#include <errno.h>
 #include <openssl/ssl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -490,12 +489,14 @@ static void process(struct up_link *l, uint8_t *p, size_t n)
 static void kpipe_discard(struct up_link *l, size_t n)
 {
     while (n && !l->dead) {
-        ssize_t k = read(l->kpipe[0], l->rx.base, n < l->rx.cap ? n : l->rx.cap);
-        if (k <= 0) {
-            fail(l, "splice pipe: %s", k < 0 ? strerror(errno) : "empty");
+        size_t k = 0;
+        int err = 0;
+        if (up_kpipe_read(l->kpipe[0], l->rx.base, n < l->rx.cap ? n : l->rx.cap, &k, &err) < 0 ||
+            k == 0) {
+            fail(l, "splice pipe: %s", err ? strerror(err) : "empty");
             return;
         }
-        n -= (size_t)k;
+        n -= k;
     }
 }
 
@@ -856,16 +857,14 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
      * links keep the kernel's auto-tuning: there the copy happens anyway (encryption) and a
      * fixed buffer measured slower (wss 2.0-2.4 -> 1.75-2.0 Gbit/s). */
     if (!ssl) {
-        int sndbuf = UP_LINK_SNDBUF;
-        (void)setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, sizeof sndbuf);
+        up_tcp_set_sndbuf(fd, UP_LINK_SNDBUF);
     }
     /* What the kernel holds unsent is a FIFO that no scheduler reaches: on a slow path a deep
      * send buffer would park a bulk stream's whole window ahead of every other stream's
      * frames (test_slow_link: 870 ms round trips at 5 MB/s with a 4 MiB window). The socket
      * takes more only once its unsent bytes fall below this; the rest waits in our fair
      * queue. Bytes in flight (cwnd) are not limited. */
-    int lowat = UP_LINK_NOTSENT_LOWAT;
-    (void)setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof lowat);
+    up_tcp_set_notsent_lowat(fd, UP_LINK_NOTSENT_LOWAT);
     l->sock.is_server = !client;
     l->rnd_off = sizeof l->rnd;
     struct up_ws_cfg wc = {

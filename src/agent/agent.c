@@ -375,7 +375,8 @@ struct up_agent *up_agent_start_cfg(uv_loop_t *loop, struct up_agent_cfg *cfg,
         up_free(a);
         return NULL;
     }
-    /* Each uplink holds the loop's flusher; ours goes once they are made. */
+    /* Each uplink holds the loop's flusher; ours goes once they are made. Every uplink is
+     * made before any starts, so running out of memory half-way leaves nothing behind. */
     struct up_linkloop *ll = up_linkloop_new(loop);
     if (!ll) {
         snprintf(err, cap, "out of memory");
@@ -388,16 +389,17 @@ struct up_agent *up_agent_start_cfg(uv_loop_t *loop, struct up_agent_cfg *cfg,
         al->idx = i + 1;
         al->up = up_uplink_new(ll, &a->cfg.up, &agent_ops, al);
         if (!al->up) {
+            for (size_t j = 0; j < i; j++) {
+                up_uplink_discard(a->links[j].up);
+            }
             up_linkloop_unref(ll);
             snprintf(err, cap, "out of memory");
-            a->stopping = true;
-            for (size_t j = 0; j < i; j++) {
-                up_uplink_stop(a->links[j].up, "agent start-up failed");
-            }
-            /* The stopped uplinks free themselves from the loop; a itself is leaked on
-             * purpose rather than freed under them (start-up is failing anyway). */
+            up_free(a);
             return NULL;
         }
+    }
+    for (size_t i = 0; i < a->nlinks; i++) {
+        up_uplink_start(a->links[i].up);
     }
     up_linkloop_unref(ll);
     return a;

@@ -305,6 +305,16 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
     }
     snprintf(c->path, sizeof c->path, "%.*s/v1/connect", (int)(bl > 900 ? 900 : bl), base_path);
     c->cfg.up.path = c->path;
+    c->cfg.up.reconnect = !cfg->stdio;
+    /* The uplink is made first and started last: a failure in between leaves nothing. */
+    struct up_linkloop *ll = up_linkloop_new(loop);
+    c->up = ll ? up_uplink_new(ll, &c->cfg.up, &client_ops, c) : NULL;
+    up_linkloop_unref(ll); /* the uplink holds it */
+    if (!c->up) {
+        snprintf(err, cap, "out of memory");
+        up_free(c);
+        return NULL;
+    }
     if (cfg->listen) {
         int e = 0;
         int rv = up_listener_open(&c->lsock, loop, cfg->listen, 128, on_accept, c, c->addr,
@@ -318,6 +328,7 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
             } else {
                 snprintf(err, cap, "cannot watch the listening socket");
             }
+            up_uplink_discard(c->up);
             up_free(c);
             return NULL;
         }
@@ -329,23 +340,7 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
         c->held_timer_init = true;
         uv_timer_start(&c->held_timer, on_held_timer, 250, 250);
     }
-    c->cfg.up.reconnect = !cfg->stdio;
-    struct up_linkloop *ll = up_linkloop_new(loop);
-    c->up = ll ? up_uplink_new(ll, &c->cfg.up, &client_ops, c) : NULL;
-    up_linkloop_unref(ll); /* the uplink holds it */
-    if (!c->up) {
-        snprintf(err, cap, "out of memory");
-        /* Close what runs on the loop, or it would never end. c itself stays allocated: the
-         * handles are closed from the loop and may not lose their memory before that. */
-        if (c->listening) {
-            up_listener_close(&c->lsock);
-        }
-        if (c->held_timer_init) {
-            uv_timer_stop(&c->held_timer);
-            uv_close((uv_handle_t *)&c->held_timer, NULL);
-        }
-        return NULL;
-    }
+    up_uplink_start(c->up);
     return c;
 }
 

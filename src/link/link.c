@@ -54,7 +54,8 @@ struct up_link {
  * (STYLE §8). Links on other loops (threads, an embedding application) have their own. */
 struct up_linkloop {
     uv_loop_t *loop;
-    uv_idle_t idle;
+    uv_idle_t idle; /* made with the first link: a flusher that never had one closes nothing */
+    bool idle_made;
     struct up_link *head;
     size_t refs;
 };
@@ -99,10 +100,18 @@ struct up_linkloop *up_linkloop_new(uv_loop_t *loop)
     }
     ll->loop = loop;
     ll->refs = 1;
-    uv_idle_init(loop, &ll->idle);
+    return ll;
+}
+
+static void linkloop_make_idle(struct up_linkloop *ll)
+{
+    if (ll->idle_made) {
+        return;
+    }
+    uv_idle_init(ll->loop, &ll->idle);
     uv_unref((uv_handle_t *)&ll->idle); /* links keep the loop alive, not their flusher */
     ll->idle.data = ll;
-    return ll;
+    ll->idle_made = true;
 }
 
 struct up_linkloop *up_linkloop_ref(struct up_linkloop *ll)
@@ -119,6 +128,10 @@ void up_linkloop_unref(struct up_linkloop *ll)
     UP_ASSERT(ll->refs > 0);
     if (--ll->refs == 0) {
         UP_ASSERT(ll->head == NULL);
+        if (!ll->idle_made) {
+            up_free(ll);
+            return;
+        }
         uv_idle_stop(&ll->idle);
         uv_close((uv_handle_t *)&ll->idle, linkloop_closed);
     }
@@ -877,6 +890,7 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
     uv_timer_init(loop, &l->timer);
     l->timer.data = l;
     up_linkloop_ref(ll); /* dropped in link_release */
+    linkloop_make_idle(ll);
     l->sock.poll.data = &l->sock;
     l->open_handles = 2;
     if (cfg->ping_interval_ms) {

@@ -34,7 +34,8 @@ struct up_linkloop;
  * Returns NULL when out of memory. */
 struct up_linkloop *up_linkloop_new(uv_loop_t *loop);
 struct up_linkloop *up_linkloop_ref(struct up_linkloop *ll);
-/* Drop a reference. NULL is a no-op. The loop must run once more for the handle to close. */
+/* Drop a reference. NULL is a no-op. Once a link was made on it, the loop must run once more
+ * after the last unref for the handle to close. */
 void up_linkloop_unref(struct up_linkloop *ll);
 uv_loop_t *up_linkloop_loop(const struct up_linkloop *ll);
 

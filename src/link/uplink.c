@@ -242,10 +242,22 @@ struct up_uplink *up_uplink_new(struct up_linkloop *ll, const struct up_uplink_c
     if (u->cfg.backoff_max_ms < u->backoff_ms) {
         u->cfg.backoff_max_ms = u->backoff_ms;
     }
-    uv_timer_init(loop, &u->timer);
+    return u;
+}
+
+void up_uplink_start(struct up_uplink *u)
+{
+    uv_timer_init(u->loop, &u->timer);
     u->timer.data = u;
     dial_now(u);
-    return u;
+}
+
+void up_uplink_discard(struct up_uplink *u)
+{
+    if (u) {
+        up_linkloop_unref(u->ll);
+        up_free(u);
+    }
 }
 
 void *up_uplink_ud(const struct up_uplink *u)

@@ -52,10 +52,15 @@ struct up_uplink_ops {
     void (*on_drained)(struct up_uplink *u);
 };
 
-/* Start an uplink on ll's loop (it holds a reference to ll until it has freed itself).
- * Returns NULL when out of memory. */
+/* Make an uplink for ll's loop (it holds a reference to ll until it has freed itself); nothing
+ * runs until up_uplink_start(), so an owner that fails half-way through its own start-up can
+ * drop it with up_uplink_discard(). Returns NULL when out of memory. */
 struct up_uplink *up_uplink_new(struct up_linkloop *ll, const struct up_uplink_cfg *cfg,
                                 const struct up_uplink_ops *ops, void *ud);
+/* Start dialing (and reconnecting). */
+void up_uplink_start(struct up_uplink *u);
+/* Free an uplink that was never started. NULL is a no-op. */
+void up_uplink_discard(struct up_uplink *u);
 void *up_uplink_ud(const struct up_uplink *u);
 /* Stop: close every link, active and draining (their streams reset), cancel dials and timers.
  * The uplink frees itself once its handles are closed; on_drained is not called. Idempotent;

@@ -448,32 +448,29 @@ UP_API int up_agent_start_thread(const struct up_options *o, struct up_agent **o
     return 0;
 }
 
-UP_API void up_agent_stop(struct up_agent *a)
+/* Stop or drain: at once on the agent's own loop, through the async handle on its thread. */
+static void agent_command(struct up_agent *a, int cmd, void (*now)(struct up_agent *))
 {
     struct embed_agent *e = a ? up_agent_embed(a) : NULL;
     if (!e) {
         return;
     }
     if (e->threaded) {
-        atomic_fetch_or(&e->cmd, CMD_STOP);
+        atomic_fetch_or(&e->cmd, cmd);
         uv_async_send(&e->async);
         return;
     }
-    up_agent_close(a);
+    now(a);
+}
+
+UP_API void up_agent_stop(struct up_agent *a)
+{
+    agent_command(a, CMD_STOP, up_agent_close);
 }
 
 UP_API void up_agent_shutdown(struct up_agent *a)
 {
-    struct embed_agent *e = a ? up_agent_embed(a) : NULL;
-    if (!e) {
-        return;
-    }
-    if (e->threaded) {
-        atomic_fetch_or(&e->cmd, CMD_SHUTDOWN);
-        uv_async_send(&e->async);
-        return;
-    }
-    up_agent_drain(a);
+    agent_command(a, CMD_SHUTDOWN, up_agent_drain);
 }
 
 UP_API void up_agent_free(struct up_agent *a)

@@ -22,6 +22,7 @@
 #include "link/link.h"
 #include "proto/token.h"
 #include "relay/relay.h"
+#include "relaycfg.h"
 #include "underpass/underpass.h"
 
 #define SECRET "test-loops-secret-0123456789abcdefghijklmnopqrstuvwxyz"
@@ -248,19 +249,8 @@ static void run_stack(void *arg)
         st->failed = 1;
         return;
     }
-    struct up_relay_cfg rc = {
-        .listen = "127.0.0.1:0",
-        .secret = (const uint8_t *)SECRET,
-        .secret_len = strlen(SECRET),
-        .head_timeout_ms = 10000,
-        .max_head = 16384,
-        .leeway_s = 30,
-        .upstream_timeout_ms = 60000,
-        .keepalive_timeout_ms = 60000,
-        .real_ip_header = "X-Real-IP",
-        .xff_header = "X-Forwarded-For",
-    };
-    up_link_cfg_defaults(&rc.link);
+    struct up_relay_cfg rc;
+    test_relay_cfg(&rc, SECRET);
     st->relay = up_relay_new(&st->loop, &rc, err, sizeof err);
     assert_non_null(st->relay);
     snprintf(url, sizeof url, "ws://%s", up_relay_addr(st->relay));

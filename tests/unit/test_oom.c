@@ -18,6 +18,7 @@
 #include "link/link.h"
 #include "proto/token.h"
 #include "relay/relay.h"
+#include "relaycfg.h"
 #include "underpass/underpass.h"
 
 static long alloc_count;
@@ -79,19 +80,8 @@ static void drain_loop(uv_loop_t *loop)
 static void test_oom_relay_new(void **state)
 {
     (void)state;
-    struct up_relay_cfg rc = {
-        .listen = "127.0.0.1:0",
-        .secret = (const uint8_t *)SECRET,
-        .secret_len = strlen(SECRET),
-        .head_timeout_ms = 10000,
-        .max_head = 16384,
-        .leeway_s = 30,
-        .upstream_timeout_ms = 60000,
-        .keepalive_timeout_ms = 60000,
-        .real_ip_header = "X-Real-IP",
-        .xff_header = "X-Forwarded-For",
-    };
-    up_link_cfg_defaults(&rc.link);
+    struct up_relay_cfg rc;
+    test_relay_cfg(&rc, SECRET);
     for (long n = 1;; n++) {
         uv_loop_t loop;
         uv_loop_init(&loop);

@@ -283,6 +283,9 @@ static void feed(struct side *sd, const uint8_t *p, size_t n, struct input *in)
         case UP_SESS_EV_GOAWAY:
             CHECK(!up_sess_can_open(&sd->s));
             break;
+        case UP_SESS_EV_CREDIT:
+            CHECK(!"CREDIT reported for a stream that does not follow");
+            break;
         case UP_SESS_EV_NONE:
             break;
         }

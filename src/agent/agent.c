@@ -31,16 +31,27 @@ struct up_agent {
     uv_timer_t drain_timer;
     uint64_t drain_started_ms;
     bool drain_timer_on;
+    struct bconn *dq_head, *dq_tail; /* streams waiting for their backend dial to start */
+    uv_idle_t dialer;                /* starts AGENT_DIALS_PER_TURN of them per loop turn */
+    bool dialer_made;
     bool draining;
     bool stopping;
     void *embed; /* borrowed: the embedding layer's */
 };
+
+/* Backend dials started per loop turn. A thousand streams opened at once would otherwise be a
+ * thousand connect()s (and their completions) in one turn, and every other stream of the
+ * agent would wait behind them (issue 25: 20-50 ms round trips beside such a burst). */
+#define AGENT_DIALS_PER_TURN 32
 
 /* One backend connection: the pipe plus the dial that precedes it. */
 struct bconn {
     struct up_agent *agent;
     struct up_pipe *pipe;
     struct up_dial *dial;
+    const struct up_agent_service *svc; /* while queued for its dial */
+    struct bconn *qnext, *qprev;
+    bool queued;
     char service[64];
     char client[80];
     uint8_t preface[UP_FWD_PROXY_MAX]; /* PROXY protocol header for the backend */
@@ -96,9 +107,21 @@ static void build_preface(struct bconn *b, int version, const uint8_t *meta, siz
     }
 }
 
+static void dq_remove(struct up_agent *a, struct bconn *b)
+{
+    if (!b->queued) {
+        return;
+    }
+    *(b->qprev ? &b->qprev->qnext : &a->dq_head) = b->qnext;
+    *(b->qnext ? &b->qnext->qprev : &a->dq_tail) = b->qprev;
+    b->qnext = b->qprev = NULL;
+    b->queued = false;
+}
+
 static void on_pipe_done(struct up_pipe *p, uint32_t code, const char *reason)
 {
     struct bconn *b = p->ud;
+    dq_remove(b->agent, b);
     b->agent->nstreams--;
     if (b->dial) {
         up_dial_cancel(b->dial);
@@ -186,6 +209,33 @@ static const char *link_label(const struct alink *al, char *buf, size_t cap)
     return buf;
 }
 
+static void dial_backend(struct bconn *b)
+{
+    struct up_agent *a = b->agent;
+    struct up_dial_cfg dc = {
+        .host = b->svc->host,
+        .port = b->svc->port,
+        .timeout_ms = a->cfg.backend_timeout_ms,
+    };
+    b->dial = up_dial_start(a->loop, &dc, on_backend, b);
+    if (!b->dial) {
+        up_pipe_abort(b->pipe, UP_MUX_C_INTERNAL, "agent cannot start connecting");
+    }
+}
+
+static void on_dialer(uv_idle_t *h)
+{
+    struct up_agent *a = h->data;
+    for (int k = 0; k < AGENT_DIALS_PER_TURN && a->dq_head; k++) {
+        struct bconn *b = a->dq_head;
+        dq_remove(a, b);
+        dial_backend(b); /* may free b */
+    }
+    if (!a->dq_head) {
+        uv_idle_stop(&a->dialer);
+    }
+}
+
 static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32_t window,
                     const char *name, size_t name_len, const uint8_t *meta, size_t meta_len)
 {
@@ -234,15 +284,18 @@ static void on_open(struct up_uplink *u, struct up_link *l, uint32_t sid, uint32
         serve_in_process(b, svc);
         return;
     }
-    struct up_dial_cfg dc = {
-        .host = svc->host,
-        .port = svc->port,
-        .timeout_ms = a->cfg.backend_timeout_ms,
-    };
-    b->dial = up_dial_start(a->loop, &dc, on_backend, b);
-    if (!b->dial) {
-        up_pipe_abort(p, UP_MUX_C_INTERNAL, "agent cannot start connecting");
+    /* Dial from the queue, a few per loop turn. */
+    b->svc = svc;
+    b->qprev = a->dq_tail;
+    *(a->dq_tail ? &a->dq_tail->qnext : &a->dq_head) = b;
+    a->dq_tail = b;
+    b->queued = true;
+    if (!a->dialer_made) {
+        uv_idle_init(a->loop, &a->dialer);
+        a->dialer.data = a;
+        a->dialer_made = true;
     }
+    uv_idle_start(&a->dialer, on_dialer);
 }
 
 static void on_up(struct up_uplink *u, struct up_link *l)
@@ -293,6 +346,11 @@ static void on_drain(struct up_uplink *u, struct up_link *l, const char *reason)
 }
 
 static void drain_timer_closed(uv_handle_t *h)
+{
+    (void)h;
+}
+
+static void dialer_closed(uv_handle_t *h)
 {
     (void)h;
 }
@@ -418,6 +476,12 @@ void up_agent_close(struct up_agent *a)
         }
     }
     drain_end(a);
+    if (a->dialer_made) {
+        /* The links' streams are gone, and with them every queued dial. */
+        a->dialer_made = false;
+        uv_idle_stop(&a->dialer);
+        uv_close((uv_handle_t *)&a->dialer, dialer_closed);
+    }
 }
 
 static void on_drain_timeout(uv_timer_t *t)

@@ -2,6 +2,9 @@
 
 #include <stdlib.h>
 #include <string.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 void *up_malloc(size_t n)
 {
@@ -21,6 +24,13 @@ void *up_realloc(void *p, size_t n)
 void up_free(void *p)
 {
     free(p);
+}
+
+void up_alloc_trim(void)
+{
+#ifdef __GLIBC__
+    (void)malloc_trim(0);
+#endif
 }
 
 char *up_strndup(const char *s, size_t n)

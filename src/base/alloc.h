@@ -9,6 +9,10 @@ void *up_malloc(size_t n);
 void *up_calloc(size_t n, size_t size);
 void *up_realloc(void *p, size_t n);
 void up_free(void *p);
+/* Give freed memory back to the system where the C library keeps it (glibc's malloc_trim):
+ * after many streams close, RSS returns near its idle figure. Costs a walk of the free lists;
+ * call it now and then, not per free. */
+void up_alloc_trim(void);
 /* Duplicate a NUL-terminated string; NULL on failure or when s is NULL. */
 char *up_strdup(const char *s);
 /* Duplicate n bytes of s and NUL-terminate; NULL on failure. */

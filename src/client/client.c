@@ -317,7 +317,7 @@ struct up_client *up_client_new(uv_loop_t *loop, struct up_client_cfg *cfg, cons
     }
     if (cfg->listen) {
         int e = 0;
-        int rv = up_listener_open(&c->lsock, loop, cfg->listen, 128, on_accept, c, c->addr,
+        int rv = up_listener_open(&c->lsock, loop, cfg->listen, 1024, on_accept, c, c->addr,
                                   sizeof c->addr, &e);
         if (rv < 0) {
             if (rv == UP_EINVAL) {

@@ -17,7 +17,7 @@
 
 /* Options every link-holding subcommand has (appended to each table). */
 #define UP_LINK_OPTS                                                                               \
-    {"window", UP_OPT_SIZE, "256k", "BYTES", "initial per-stream receive window"},                 \
+    {"window", UP_OPT_SIZE, "16k", "BYTES", "initial per-stream receive window"},                  \
         {"max-window", UP_OPT_SIZE, "4m", "BYTES", "largest per-stream window after auto-tuning"}, \
         {"ping-interval", UP_OPT_DURATION, "20s", "DURATION",                                      \
          "keep-alive ping period on the relay link (0 = off)"},                                    \

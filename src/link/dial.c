@@ -48,6 +48,8 @@ struct up_dial {
     struct up_pmd_params *pmd_out;
     bool *pmd_on_out;
     uv_getaddrinfo_t gai;
+    bool numeric; /* D_RESOLVE without getaddrinfo: the timer fires at once */
+    uint64_t timeout_ms;
     struct addrinfo *ai, *cur;
     struct up_sock *sock; /* owned; freed in its close callback */
     uv_timer_t timer;
@@ -643,6 +645,16 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
 static void on_timeout(uv_timer_t *t)
 {
     struct up_dial *d = t->data;
+    if (d->state == D_RESOLVE && d->numeric) {
+        /* A numeric address, parsed already: connect from the loop, not from the caller's
+         * up_dial_start, so a failure is reported after the caller has its handle. */
+        d->numeric = false;
+        if (d->timeout_ms) {
+            uv_timer_start(&d->timer, on_timeout, d->timeout_ms, 0);
+        }
+        try_next(d);
+        return;
+    }
     if (d->state == D_RESOLVE) {
         /* getaddrinfo cannot be interrupted; report now and free when it returns. */
         d->cancelled = true;
@@ -712,15 +724,29 @@ struct up_dial *up_dial_start(uv_loop_t *loop, const struct up_dial_cfg *cfg, up
     }
     uv_timer_init(loop, &d->timer);
     d->timer.data = d;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    char port[8];
+    snprintf(port, sizeof port, "%u", d->via_proxy ? d->proxy.port : cfg->port);
+    d->state = D_RESOLVE;
+    d->timeout_ms = cfg->timeout_ms;
+    /* A numeric address needs no resolver: parse it here instead of sending it through the
+     * thread pool (an agent dialing a thousand backends at once spent its loop waiting on
+     * getaddrinfo and its threads, which delayed every other stream). */
+    struct addrinfo nh = hints;
+    nh.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+    if (getaddrinfo(d->via_proxy ? d->proxy.host : d->host, port, &nh, &d->ai) == 0) {
+        d->cur = d->ai;
+        d->numeric = true;
+        d->pending_handles = 1; /* the timer; each socket adds one */
+        uv_timer_start(&d->timer, on_timeout, 0, 0);
+        return d;
+    }
+    d->ai = NULL;
     d->pending_handles = 2; /* timer + getaddrinfo; each socket adds one */
     if (cfg->timeout_ms) {
         uv_timer_start(&d->timer, on_timeout, cfg->timeout_ms, 0);
     }
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    char port[8];
-    snprintf(port, sizeof port, "%u", d->via_proxy ? d->proxy.port : cfg->port);
     d->gai.data = d;
-    d->state = D_RESOLVE;
     int rv = uv_getaddrinfo(loop, &d->gai, on_resolved, d->via_proxy ? d->proxy.host : d->host,
                             port, &hints);
     if (rv < 0) {
@@ -740,7 +766,7 @@ void up_dial_cancel(struct up_dial *d)
         return;
     }
     d->cancelled = true;
-    if (d->state == D_RESOLVE) {
+    if (d->state == D_RESOLVE && !d->numeric) {
         uv_cancel((uv_req_t *)&d->gai);
         return; /* on_resolved finishes */
     }

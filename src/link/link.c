@@ -54,11 +54,17 @@ struct up_link {
  * (STYLE §8). Links on other loops (threads, an embedding application) have their own. */
 struct up_linkloop {
     uv_loop_t *loop;
-    uv_idle_t idle; /* made with the first link: a flusher that never had one closes nothing */
+    uv_idle_t idle;  /* made with the first link: a flusher that never had one closes nothing */
+    uv_timer_t trim; /* made with idle: gives freed stream memory back (up_alloc_trim) */
     bool idle_made;
+    int open_handles;
+    size_t gone; /* streams ended since the last trim */
     struct up_link *head;
     size_t refs;
 };
+
+/* After streams end, give their memory back once things settle (at most once a period). */
+#define LINKLOOP_TRIM_MS 500
 
 static void run_dirty(struct up_linkloop *ll);
 static void do_reads(struct up_link *l, bool inline_flush);
@@ -89,7 +95,17 @@ static void on_idle(uv_idle_t *h)
 
 static void linkloop_closed(uv_handle_t *h)
 {
-    up_free(h->data);
+    struct up_linkloop *ll = h->data;
+    if (--ll->open_handles == 0) {
+        up_free(ll);
+    }
+}
+
+static void on_trim(uv_timer_t *t)
+{
+    struct up_linkloop *ll = t->data;
+    ll->gone = 0;
+    up_alloc_trim();
 }
 
 struct up_linkloop *up_linkloop_new(uv_loop_t *loop)
@@ -111,6 +127,10 @@ static void linkloop_make_idle(struct up_linkloop *ll)
     uv_idle_init(ll->loop, &ll->idle);
     uv_unref((uv_handle_t *)&ll->idle); /* links keep the loop alive, not their flusher */
     ll->idle.data = ll;
+    uv_timer_init(ll->loop, &ll->trim);
+    uv_unref((uv_handle_t *)&ll->trim);
+    ll->trim.data = ll;
+    ll->open_handles = 2;
     ll->idle_made = true;
 }
 
@@ -134,6 +154,7 @@ void up_linkloop_unref(struct up_linkloop *ll)
         }
         uv_idle_stop(&ll->idle);
         uv_close((uv_handle_t *)&ll->idle, linkloop_closed);
+        uv_close((uv_handle_t *)&ll->trim, linkloop_closed);
     }
 }
 
@@ -177,6 +198,10 @@ static struct up_lstream *lstream(struct up_sess_stream *cs)
 static void stream_gone(struct up_link *l, struct up_lstream *st)
 {
     st->link = NULL;
+    struct up_linkloop *ll = l->ll;
+    if (ll->gone++ == 0 && ll->idle_made) {
+        uv_timer_start(&ll->trim, on_trim, LINKLOOP_TRIM_MS, 0);
+    }
     if (up_sess_nstreams(&l->sess) == 0 && (l->close_idle || l->kpipe[0] >= 0)) {
         /* The flusher closes the link once the last frames are out (drain), and the splice
          * pipe of a link without streams. */
@@ -402,6 +427,11 @@ static void dispatch(struct up_link *l, const struct up_sess_ev *ev)
     case UP_SESS_EV_CLOSE:
         stream_gone(l, st);
         st->ops->on_close(st, ev->code, ev->reason);
+        return;
+    case UP_SESS_EV_CREDIT:
+        if (st->ops->on_credit) {
+            st->ops->on_credit(st, (uint32_t)ev->len);
+        }
         return;
     case UP_SESS_EV_GOAWAY:
         if (l->ops->on_goaway) {
@@ -985,14 +1015,17 @@ bool up_link_can_open(const struct up_link *l)
     return !l->dead && !l->closing && !l->close_idle && up_sess_can_open(&l->sess);
 }
 
-int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, const uint8_t *meta,
-                 size_t meta_len, const struct up_lstream_ops *ops, void *ud)
+static int open_stream(struct up_link *l, struct up_lstream *st, const char *name,
+                       const uint8_t *meta, size_t meta_len, const uint32_t *window,
+                       const struct up_lstream_ops *ops, void *ud)
 {
     if (!up_link_can_open(l)) {
         return UP_ESTATE;
     }
     stream_init(l, st, ops, ud);
-    int rv = up_sess_open(&l->sess, &st->core, name, meta, meta_len, up_now_us());
+    int rv = window ? up_sess_open_follow(&l->sess, &st->core, name, meta, meta_len, *window,
+                                          up_now_us())
+                    : up_sess_open(&l->sess, &st->core, name, meta, meta_len, up_now_us());
     if (rv < 0) {
         st->link = NULL;
         return rv;
@@ -1001,6 +1034,19 @@ int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, con
     st->opener = true;
     drain_ctl(l);
     return UP_OK;
+}
+
+int up_link_open(struct up_link *l, struct up_lstream *st, const char *name, const uint8_t *meta,
+                 size_t meta_len, const struct up_lstream_ops *ops, void *ud)
+{
+    return open_stream(l, st, name, meta, meta_len, NULL, ops, ud);
+}
+
+int up_link_open_follow(struct up_link *l, struct up_lstream *st, const char *name,
+                        const uint8_t *meta, size_t meta_len, uint32_t window,
+                        const struct up_lstream_ops *ops, void *ud)
+{
+    return open_stream(l, st, name, meta, meta_len, &window, ops, ud);
 }
 
 int up_link_attach(struct up_link *l, struct up_lstream *st, uint32_t sid, uint32_t peer_window,
@@ -1024,6 +1070,30 @@ void up_link_accept(struct up_lstream *st)
     st->accepted = true;
     up_sess_accept(&l->sess, &st->core);
     drain_ctl(l);
+}
+
+void up_link_accept_follow(struct up_lstream *st, uint32_t window)
+{
+    struct up_link *l = st->link;
+    if (!l || st->accepted || st->opener) {
+        return;
+    }
+    st->accepted = true;
+    up_sess_accept_follow(&l->sess, &st->core, window);
+    drain_ctl(l);
+}
+
+void up_link_credit(struct up_lstream *st, uint32_t inc)
+{
+    struct up_link *l = st->link;
+    if (l && up_sess_credit(&l->sess, &st->core, inc)) {
+        drain_ctl(l);
+    }
+}
+
+int64_t up_link_send_credit(const struct up_lstream *st)
+{
+    return st->link ? up_sess_send_avail(&st->core) : 0;
 }
 
 void up_link_refuse(struct up_link *l, uint32_t sid, uint32_t code, const char *reason)
@@ -1187,11 +1257,16 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n)
 
 void up_link_consumed(struct up_lstream *st, size_t n)
 {
+    up_link_consumed_held(st, n, 0);
+}
+
+void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held)
+{
     struct up_link *l = st->link;
     if (!l || n == 0) {
         return;
     }
-    uint32_t inc = up_sess_consumed(&l->sess, &st->core, n, up_now_us());
+    uint32_t inc = up_sess_consumed_held(&l->sess, &st->core, n, held, up_now_us());
     if (inc) {
         UP_LOGD("stream %u: credit %u sent", st->sid, inc);
         drain_ctl(l);

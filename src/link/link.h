@@ -103,6 +103,9 @@ struct up_lstream_ops {
      * Lets a plain link in the server role writev them instead of copying them first. */
     const uint8_t *(*peek)(struct up_lstream *st, size_t *n);
     void (*skip)(struct up_lstream *st, size_t n);
+    /* Optional: the peer granted inc more bytes on a stream opened or accepted with
+     * up_link_open_follow/up_link_accept_follow (the relay passes it on to the other side). */
+    void (*on_credit)(struct up_lstream *st, uint32_t inc);
 };
 
 struct up_lstream {
@@ -170,11 +173,24 @@ bool up_link_can_open(const struct up_link *l);
 UP_NODISCARD int up_link_open(struct up_link *l, struct up_lstream *st, const char *name,
                               const uint8_t *meta, size_t meta_len,
                               const struct up_lstream_ops *ops, void *ud);
+/* As up_link_open, for a relay stream whose credit follows the next hop (docs/PROTOCOL.md §9):
+ * the OPEN grants window, and the owner passes on what the next hop grants with
+ * up_link_credit() instead of returning credit with up_link_consumed(). */
+UP_NODISCARD int up_link_open_follow(struct up_link *l, struct up_lstream *st, const char *name,
+                                     const uint8_t *meta, size_t meta_len, uint32_t window,
+                                     const struct up_lstream_ops *ops, void *ud);
 /* Register st for a stream the peer opened (from on_open). */
 UP_NODISCARD int up_link_attach(struct up_link *l, struct up_lstream *st, uint32_t sid,
                                 uint32_t peer_window, const struct up_lstream_ops *ops, void *ud);
 /* Accept an attached stream (sends ACCEPT with our window). */
 void up_link_accept(struct up_lstream *st);
+/* Accept with window, for a stream whose credit follows the next hop (see
+ * up_link_open_follow). */
+void up_link_accept_follow(struct up_lstream *st, uint32_t window);
+/* Grant the peer inc more bytes on a following stream. */
+void up_link_credit(struct up_lstream *st, uint32_t inc);
+/* The credit the peer granted st that is not spent yet (0 when detached). */
+int64_t up_link_send_credit(const struct up_lstream *st);
 /* Refuse a stream that was never attached. */
 void up_link_refuse(struct up_link *l, uint32_t sid, uint32_t code, const char *reason);
 /* Reset st (sends RST) and detach it; no on_close follows. No-op when detached. */
@@ -188,6 +204,9 @@ bool up_link_is_ready(const struct up_lstream *st);
 size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n);
 /* n received bytes reached the next hop: return credit. */
 void up_link_consumed(struct up_lstream *st, size_t n);
+/* As up_link_consumed, with held = bytes of st the owner still buffers afterwards: the window
+ * auto-tunes only while the consumer keeps up (held == 0). */
+void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held);
 
 /* Microsecond monotonic clock used for flow control and RTT. */
 uint64_t up_now_us(void);

@@ -123,7 +123,7 @@ static int drain_out(struct up_pipe *p)
         up_buf_skip(&p->out, n);
         size_t ours = n < p->out_preface ? n : p->out_preface;
         p->out_preface -= ours;
-        up_link_consumed(&p->st, n - ours);
+        up_link_consumed_held(&p->st, n - ours, up_buf_len(&p->out));
     }
     up_buf_release_if_empty(&p->out);
     if (p->fin_rcvd) {
@@ -183,6 +183,8 @@ int up_pipe_start(struct up_pipe *p, int rfd, int wfd)
     }
     p->open_socks++;
     if (wfd == rfd) {
+        /* The kernel takes no more unsent bytes than this (a no-op on a non-TCP socket). */
+        up_tcp_set_notsent_lowat(rfd, UP_SOCK_ENDPOINT_LOWAT);
         p->wsk = p->rs;
     } else {
         p->wsk = up_calloc(1, sizeof(*p->wsk));
@@ -261,7 +263,7 @@ static void st_data(struct up_lstream *st, const uint8_t *d, size_t n)
             done += k;
         }
         if (done) {
-            up_link_consumed(st, done);
+            up_link_consumed_held(st, done, n - done);
         }
     }
     if (done < n) {
@@ -394,7 +396,7 @@ static size_t st_splice(struct up_lstream *st, int fd, size_t n)
     }
     p->spliced += moved;
     if (moved) {
-        up_link_consumed(st, moved);
+        up_link_consumed_held(st, moved, n - moved);
     }
     /* The socket is full: the rest waits in our buffer like any other stream data. */
     size_t rest = n - moved;

@@ -459,6 +459,12 @@ int up_mux_flow_on_credit(struct up_mux_flow *f, uint32_t inc)
 
 uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us, uint64_t srtt_us)
 {
+    return up_mux_flow_consumed_ex(f, n, now_us, srtt_us, true);
+}
+
+uint32_t up_mux_flow_consumed_ex(struct up_mux_flow *f, size_t n, uint64_t now_us, uint64_t srtt_us,
+                                 bool may_grow)
+{
     if (n > UP_MUX_MAX_WINDOW - f->recv_pending) {
         n = UP_MUX_MAX_WINDOW - f->recv_pending;
     }
@@ -468,7 +474,8 @@ uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us, 
     }
     uint32_t grow = 0;
     /* Half a window in under 4 RTTs: the window, not the path, is the limit; double it. */
-    if (srtt_us && f->recv_window < f->max_window && now_us - f->last_grant_us < 4 * srtt_us) {
+    if (may_grow && srtt_us && f->recv_window < f->max_window &&
+        now_us - f->last_grant_us < 4 * srtt_us) {
         uint32_t nw = f->recv_window > f->max_window / 2 ? f->max_window : f->recv_window * 2;
         grow = nw - f->recv_window;
         f->recv_window = nw;

@@ -17,7 +17,7 @@
 #define UP_MUX_MAX_META 1024  /* metadata in OPEN */
 #define UP_MUX_MAX_REASON 256 /* reason text in RST/GOAWAY */
 #define UP_MUX_MAX_WINDOW 0x7fffffffu
-#define UP_MUX_DEFAULT_WINDOW (256u * 1024u) /* initial per-stream receive window */
+#define UP_MUX_DEFAULT_WINDOW (16u * 1024u) /* initial per-stream receive window */
 /* Auto-tuning cap. 4 MiB keeps 670 Mbit/s per stream at 50 ms RTT; larger windows let one
  * bulk stream fill the link's TCP queues and delay every other stream on it (bench: 16 MiB
  * gave p50 11 ms for an interactive stream beside a bulk one, 4 MiB 4 ms, at equal
@@ -176,5 +176,10 @@ UP_NODISCARD int up_mux_flow_on_credit(struct up_mux_flow *f, uint32_t inc);
 /* Record n bytes delivered to the next hop. Returns the credit increment to send now (0 when
  * less than half the window is pending). srtt_us is the link's smoothed RTT (0 = unknown). */
 uint32_t up_mux_flow_consumed(struct up_mux_flow *f, size_t n, uint64_t now_us, uint64_t srtt_us);
+/* As up_mux_flow_consumed, but the window only grows when may_grow: the receiver says whether
+ * its consumer actually keeps up (nothing of the stream left waiting at this hop), so a
+ * reader that stopped does not earn a larger window by filling kernel buffers. */
+uint32_t up_mux_flow_consumed_ex(struct up_mux_flow *f, size_t n, uint64_t now_us, uint64_t srtt_us,
+                                 bool may_grow);
 
 #endif

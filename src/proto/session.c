@@ -16,6 +16,7 @@ void up_sess_cfg_defaults(struct up_sess_cfg *cfg, bool client)
     cfg->ping_misses = UP_SESS_DEFAULT_PING_MISSES;
     cfg->tx_high = UP_SESS_DEFAULT_TX_HIGH;
     cfg->quantum = UP_SESS_DEFAULT_QUANTUM;
+    cfg->fresh_quantum = UP_SESS_DEFAULT_FRESH_QUANTUM;
     cfg->min_rtt_us = UP_SESS_DEFAULT_MIN_RTT_US;
 }
 
@@ -45,7 +46,7 @@ static struct up_sess_stream **table_new(struct up_sess *s, size_t cap)
 int up_sess_init(struct up_sess *s, const struct up_sess_cfg *cfg)
 {
     memset(s, 0, sizeof(*s));
-    if (cfg->quantum == 0 || cfg->max_window < cfg->window) {
+    if (cfg->quantum == 0 || cfg->fresh_quantum == 0 || cfg->max_window < cfg->window) {
         return UP_EINVAL;
     }
     s->cfg = *cfg;
@@ -85,7 +86,7 @@ void up_sess_fini(struct up_sess *s)
         s->out = NULL;
     }
     s->table_cap = s->nstreams = 0;
-    s->ready_head = s->ready_tail = NULL;
+    s->ready_head = s->ready_tail = s->fresh_tail = NULL;
 }
 
 /* ---- output queue ---- */
@@ -238,6 +239,10 @@ static void ready_remove(struct up_sess *s, struct up_sess_stream *st)
     if (!st->in_ready) {
         return;
     }
+    if (st == s->fresh_tail) {
+        s->fresh_tail = st->rprev; /* fresh streams sit together at the head */
+    }
+    st->fresh = false;
     if (st->rprev) {
         st->rprev->rnext = st->rnext;
     } else {
@@ -252,11 +257,40 @@ static void ready_remove(struct up_sess *s, struct up_sess_stream *st)
     st->in_ready = false;
 }
 
+/* A stream that had nothing to send (or no credit) and now has: it goes ahead of the streams
+ * that keep sending, after the others like it, and may send one fresh quantum there before it
+ * joins the round robin at the back (FQ-CoDel's new flows, RFC 8290 §4.1): a keystroke or a
+ * ping waits behind a small slice of each stream that woke up with it, not a quantum of every
+ * bulk stream on the link. */
+static void ready_push_fresh(struct up_sess *s, struct up_sess_stream *st)
+{
+    if (st->in_ready) {
+        return;
+    }
+    struct up_sess_stream *after = s->fresh_tail;
+    st->rprev = after;
+    st->rnext = after ? after->rnext : s->ready_head;
+    if (st->rnext) {
+        st->rnext->rprev = st;
+    } else {
+        s->ready_tail = st;
+    }
+    if (after) {
+        after->rnext = st;
+    } else {
+        s->ready_head = st;
+    }
+    s->fresh_tail = st;
+    st->fresh = true;
+    st->in_ready = true;
+}
+
 static void ready_push(struct up_sess *s, struct up_sess_stream *st)
 {
     if (st->in_ready) {
         return;
     }
+    st->fresh = false;
     st->rprev = s->ready_tail;
     st->rnext = NULL;
     if (s->ready_tail) {
@@ -334,8 +368,9 @@ bool up_sess_can_open(const struct up_sess *s)
     return !s->err_reason && !s->goaway_rcvd && !s->draining;
 }
 
-int up_sess_open(struct up_sess *s, struct up_sess_stream *st, const char *name,
-                 const uint8_t *meta, size_t meta_len, uint64_t now_us)
+static int open_stream(struct up_sess *s, struct up_sess_stream *st, const char *name,
+                       const uint8_t *meta, size_t meta_len, uint32_t window, bool follow,
+                       uint64_t now_us)
 {
     if (!up_sess_can_open(s)) {
         return UP_ESTATE;
@@ -344,12 +379,19 @@ int up_sess_open(struct up_sess *s, struct up_sess_stream *st, const char *name,
     if (s->nstreams >= s->cfg.max_streams || s->next_sid > 0x7ffffffdu) {
         return UP_ELIMIT;
     }
+    if (window > UP_MUX_MAX_WINDOW) {
+        window = UP_MUX_MAX_WINDOW;
+    }
     uint8_t f[UP_MUX_HDR + 5 + UP_MUX_MAX_NAME + UP_MUX_MAX_META];
-    int n = up_mux_encode_open(f, sizeof f, s->next_sid, s->cfg.window, name, meta, meta_len);
+    int n = up_mux_encode_open(f, sizeof f, s->next_sid, window, name, meta, meta_len);
     if (n < 0) {
         return n;
     }
     stream_setup(s, st, s->next_sid, 0, now_us);
+    if (follow) {
+        up_mux_flow_init(&st->flow, window, window, 0, now_us);
+        st->follow = true;
+    }
     st->opener = true;
     if (insert(s, st) < 0) {
         return UP_ENOMEM;
@@ -358,6 +400,18 @@ int up_sess_open(struct up_sess *s, struct up_sess_stream *st, const char *name,
     s->stats.streams_opened++;
     enqueue(s, f, n);
     return UP_OK;
+}
+
+int up_sess_open(struct up_sess *s, struct up_sess_stream *st, const char *name,
+                 const uint8_t *meta, size_t meta_len, uint64_t now_us)
+{
+    return open_stream(s, st, name, meta, meta_len, s->cfg.window, false, now_us);
+}
+
+int up_sess_open_follow(struct up_sess *s, struct up_sess_stream *st, const char *name,
+                        const uint8_t *meta, size_t meta_len, uint32_t window, uint64_t now_us)
+{
+    return open_stream(s, st, name, meta, meta_len, window, true, now_us);
 }
 
 int up_sess_attach(struct up_sess *s, struct up_sess_stream *st, uint32_t sid, uint32_t peer_window,
@@ -385,6 +439,39 @@ void up_sess_accept(struct up_sess *s, struct up_sess_stream *st)
     st->deferred = false;
 }
 
+void up_sess_accept_follow(struct up_sess *s, struct up_sess_stream *st, uint32_t window)
+{
+    if (!st->in_table || st->accepted || st->opener) {
+        return;
+    }
+    /* No DATA came yet (none may before ACCEPT): the window is still whole. */
+    if (window > UP_MUX_MAX_WINDOW) {
+        window = UP_MUX_MAX_WINDOW;
+    }
+    st->flow.recv_window = st->flow.recv_avail = st->flow.max_window = window;
+    st->flow.recv_pending = 0;
+    st->follow = true;
+    up_sess_accept(s, st);
+}
+
+uint32_t up_sess_credit(struct up_sess *s, struct up_sess_stream *st, uint32_t inc)
+{
+    /* §9: no CREDIT after the peer's FIN. */
+    if (!st->in_table || !st->follow || st->fin_rcvd || s->err_reason) {
+        return 0;
+    }
+    if (inc > UP_MUX_MAX_WINDOW - st->flow.recv_avail) {
+        inc = UP_MUX_MAX_WINDOW - st->flow.recv_avail;
+    }
+    if (inc == 0) {
+        return 0;
+    }
+    st->flow.recv_avail += inc;
+    uint8_t f[UP_MUX_HDR + 4];
+    enqueue(s, f, up_mux_encode_credit(f, sizeof f, st->sid, inc));
+    return inc;
+}
+
 void up_sess_refuse(struct up_sess *s, uint32_t sid, uint32_t code, const char *reason)
 {
     s->stats.streams_refused++;
@@ -402,14 +489,20 @@ void up_sess_reset(struct up_sess *s, struct up_sess_stream *st, uint32_t code, 
 
 uint32_t up_sess_consumed(struct up_sess *s, struct up_sess_stream *st, size_t n, uint64_t now_us)
 {
+    return up_sess_consumed_held(s, st, n, 0, now_us);
+}
+
+uint32_t up_sess_consumed_held(struct up_sess *s, struct up_sess_stream *st, size_t n, size_t held,
+                               uint64_t now_us)
+{
     /* §9: no CREDIT after the peer's FIN; credit only for bytes that reached the next hop. */
-    if (!st->in_table || st->fin_rcvd || n == 0) {
+    if (!st->in_table || st->fin_rcvd || st->follow || n == 0) {
         return 0;
     }
     /* The RTT floor stands for scheduling delays on busy hosts, which loopback RTTs hide:
      * a stream that drains half its window within 4 floors is window-limited. */
     uint64_t rtt = s->srtt_us > s->cfg.min_rtt_us ? s->srtt_us : s->cfg.min_rtt_us;
-    uint32_t inc = up_mux_flow_consumed(&st->flow, n, now_us, rtt);
+    uint32_t inc = up_mux_flow_consumed_ex(&st->flow, n, now_us, rtt, held == 0);
     if (inc) {
         uint8_t f[UP_MUX_HDR + 4];
         enqueue(s, f, up_mux_encode_credit(f, sizeof f, st->sid, inc));
@@ -429,7 +522,7 @@ void up_sess_ready(struct up_sess *s, struct up_sess_stream *st)
     if (!st->in_table || st->fin_sent) {
         return;
     }
-    ready_push(s, st);
+    ready_push_fresh(s, st);
 }
 
 struct up_sess_stream *up_sess_next(struct up_sess *s, size_t queued)
@@ -448,13 +541,14 @@ struct up_sess_stream *up_sess_next(struct up_sess *s, size_t queued)
 
 size_t up_sess_frame_max(const struct up_sess *s, const struct up_sess_stream *st, size_t queued)
 {
-    size_t chunk = quantum(s);
-    size_t max = chunk;
+    size_t chunk = st->fresh ? s->cfg.fresh_quantum : quantum(s);
+    size_t max = chunk < s->cfg.max_frame ? chunk : s->cfg.max_frame;
     if (st == s->ready_tail) {
         /* Alone: nobody waits behind this frame, so let it fill the output up to the bound a
          * quantum would (tx_high + one quantum). Fewer, larger frames cut the syscalls per
          * byte on every hop of a bulk stream. */
-        size_t room = s->cfg.tx_high + chunk - (queued < s->cfg.tx_high ? queued : s->cfg.tx_high);
+        size_t room =
+            s->cfg.tx_high + quantum(s) - (queued < s->cfg.tx_high ? queued : s->cfg.tx_high);
         max = room < s->cfg.max_frame ? room : s->cfg.max_frame;
     }
     if (st->flow.send_avail < (int64_t)max) {
@@ -465,7 +559,7 @@ size_t up_sess_frame_max(const struct up_sess *s, const struct up_sess_stream *s
 
 size_t up_sess_burst_max(const struct up_sess *s, const struct up_sess_stream *st, size_t n)
 {
-    size_t chunk = quantum(s);
+    size_t chunk = st->fresh ? s->cfg.fresh_quantum : quantum(s);
     if (st != s->ready_tail && n > chunk) {
         return chunk; /* others wait: one quantum */
     }
@@ -737,7 +831,7 @@ static bool on_mux(struct up_sess *s, const struct up_mux_ev *me, struct up_sess
         st->accepted = true;
         st->flow.send_avail = me->window;
         if (st->deferred && !st->fin_sent) {
-            ready_push(s, st);
+            ready_push_fresh(s, st);
         }
         st->deferred = false;
         ev->kind = UP_SESS_EV_ACCEPT;
@@ -760,9 +854,16 @@ static bool on_mux(struct up_sess *s, const struct up_mux_ev *me, struct up_sess
             return true;
         }
         if (!st->fin_sent) {
-            ready_push(s, st);
+            ready_push_fresh(s, st);
         }
-        return false;
+        if (!st->follow) {
+            return false;
+        }
+        ev->kind = UP_SESS_EV_CREDIT;
+        ev->st = st;
+        ev->sid = st->sid;
+        ev->len = me->window;
+        return true;
     case UP_MUX_EV_RST:
         st = up_sess_find(s, me->sid);
         if (!st) {

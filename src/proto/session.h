@@ -34,6 +34,9 @@
 #define UP_SESS_MAX_CTRL_FRAME (UP_MUX_HDR + 8 + UP_MUX_MAX_REASON)
 #define UP_SESS_DEFAULT_MAX_STREAMS 10240 /* docs/PROTOCOL.md §11 */
 #define UP_SESS_DEFAULT_QUANTUM 65526u    /* fairness quantum (see UP_LINK_CHUNK) */
+/* What a stream that wakes up may send ahead of the round robin (see up_sess_ready): a
+ * request, a keystroke, a TLS handshake message. */
+#define UP_SESS_DEFAULT_FRESH_QUANTUM 2048u
 #define UP_SESS_DEFAULT_TX_HIGH (128u * 1024u)
 #define UP_SESS_DEFAULT_MIN_RTT_US 500u /* RTT floor for window auto-tuning */
 #define UP_SESS_DEFAULT_PING_MISSES 3
@@ -47,6 +50,7 @@ struct up_sess_cfg {
     uint32_t ping_misses; /* up_sess_keepalive fails after this many unanswered PINGs */
     size_t tx_high;       /* scheduler: pull nothing while the shell holds this much */
     size_t quantum;       /* DATA bytes per stream per turn when several streams wait */
+    size_t fresh_quantum; /* DATA bytes a stream that woke up sends ahead of the others */
     uint64_t min_rtt_us;  /* RTT floor for auto-tuning (scheduling delays loopback hides) */
     size_t out_cap;       /* control output queue bound; 0 = UP_SESS_OUT_CAP */
     struct up_alloc alloc;
@@ -63,11 +67,14 @@ struct up_sess_stream {
     struct up_sess_stream *rnext, *rprev; /* ready list */
     bool in_table;                        /* known to the session */
     bool in_ready;
+    bool fresh;    /* in the ready list's head part: woke up, not yet had its fresh turn */
     bool opener;   /* we sent OPEN */
     bool accepted; /* ACCEPT sent or received */
     bool fin_sent;
     bool fin_rcvd;
     bool deferred; /* dropped from the ready list before ACCEPT: re-added on ACCEPT */
+    bool follow;   /* our credit follows the next hop's (a relay stream, §9): no auto-tuning,
+                    * credit only through up_sess_credit(), the peer's CREDIT reported */
 };
 
 enum up_sess_ev_kind {
@@ -82,6 +89,8 @@ enum up_sess_ev_kind {
                         * already forgotten by the session (reset by the peer, refused by a
                         * rule of ours with an RST queued, or both FINs done) */
     UP_SESS_EV_GOAWAY, /* code, reason: the peer accepts no new streams */
+    UP_SESS_EV_CREDIT, /* st, len = increment: the peer granted credit on a stream that
+                        * follows (up_sess_open_follow, up_sess_accept_follow) */
 };
 
 struct up_sess_ev {
@@ -111,6 +120,7 @@ struct up_sess {
     size_t nstreams;
     size_t take_at; /* up_sess_take_stream: the bucket to look at first */
     struct up_sess_stream *ready_head, *ready_tail;
+    struct up_sess_stream *fresh_tail; /* the last fresh stream (they come first), or NULL */
     uint32_t next_sid;
     uint32_t last_peer_sid;
     uint64_t srtt_us;
@@ -184,6 +194,13 @@ bool up_sess_can_open(const struct up_sess *s);
  * ids used up), UP_EINVAL (a bad name or metadata) or UP_ENOMEM (st is not registered). */
 UP_NODISCARD int up_sess_open(struct up_sess *s, struct up_sess_stream *st, const char *name,
                               const uint8_t *meta, size_t meta_len, uint64_t now_us);
+/* As up_sess_open, for a stream whose credit follows the next hop (a relay's bridge, §9): the
+ * OPEN grants window instead of cfg.window, the window never auto-tunes and up_sess_consumed
+ * returns no credit; the owner grants with up_sess_credit() what the next hop granted it, and
+ * the peer's CREDIT comes back as UP_SESS_EV_CREDIT. */
+UP_NODISCARD int up_sess_open_follow(struct up_sess *s, struct up_sess_stream *st, const char *name,
+                                     const uint8_t *meta, size_t meta_len, uint32_t window,
+                                     uint64_t now_us);
 /* Register st for the stream sid the peer opened (after EV_OPEN) with the window its OPEN
  * granted. Returns UP_OK, UP_ESTATE (failed session) or UP_ENOMEM. */
 UP_NODISCARD int up_sess_attach(struct up_sess *s, struct up_sess_stream *st, uint32_t sid,
@@ -191,6 +208,13 @@ UP_NODISCARD int up_sess_attach(struct up_sess *s, struct up_sess_stream *st, ui
 /* Accept an attached stream: queue ACCEPT with our window. No-op when done, detached, or a
  * stream we opened. */
 void up_sess_accept(struct up_sess *s, struct up_sess_stream *st);
+/* As up_sess_accept, granting window instead of cfg.window, for a stream whose credit follows
+ * the next hop (see up_sess_open_follow). */
+void up_sess_accept_follow(struct up_sess *s, struct up_sess_stream *st, uint32_t window);
+/* Grant the peer inc more bytes on a following stream (what the next hop granted us): queue
+ * CREDIT. Returns the increment queued (0: none: not following, detached, after the peer's
+ * FIN, or the window is at 2^31-1). */
+uint32_t up_sess_credit(struct up_sess *s, struct up_sess_stream *st, uint32_t inc);
 /* Refuse a stream the peer opened that was never attached: queue RST. */
 void up_sess_refuse(struct up_sess *s, uint32_t sid, uint32_t code, const char *reason);
 /* Reset st: queue RST and forget it (no CLOSE event follows). No-op when detached. */
@@ -209,11 +233,18 @@ bool up_sess_stream_queued(const struct up_sess_stream *st);
  * is pending (auto-tuned with the RTT and now_us, §9). Returns the increment queued (0: none).
  * Nothing after the peer's FIN. */
 uint32_t up_sess_consumed(struct up_sess *s, struct up_sess_stream *st, size_t n, uint64_t now_us);
+/* As up_sess_consumed; held is what the owner still buffers of st after these n bytes: the
+ * window grows only when nothing is held (the consumer keeps up), never for a reader that
+ * stopped. Nothing for a following stream (its credit comes from up_sess_credit). */
+uint32_t up_sess_consumed_held(struct up_sess *s, struct up_sess_stream *st, size_t n, size_t held,
+                               uint64_t now_us);
 
 /* ---- scheduling ---- */
 
-/* The owner of st has DATA or a FIN to send: put st at the back of the round-robin ready list
- * (no-op when it is there already, finished or detached). */
+/* The owner of st has DATA or a FIN to send: put st in the ready list (no-op when it is there
+ * already, finished or detached). A stream that was not waiting goes ahead of the round robin,
+ * after the others that just woke up, for one fresh quantum (cfg.fresh_quantum); then, with
+ * more to send, to the back. A CREDIT that lets a stream send again does the same. */
 void up_sess_ready(struct up_sess *s, struct up_sess_stream *st);
 /* The stream whose turn it is, or NULL when none waits or the shell already holds queued >=
  * tx_high bytes. Streams not accepted yet are dropped from the list (no DATA before ACCEPT). */

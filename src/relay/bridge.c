@@ -19,6 +19,7 @@ struct bridge {
     struct up_buf ab, ba; /* bytes waiting for credit or room on the other link */
     bool fin_ab, fin_ba;
     bool a_done, b_done;
+    uint32_t owed_b; /* credit the client granted before the agent accepted: passed on then */
     uint8_t reopens;
     struct rlink *agent; /* borrowed: valid while b is on the agent's link */
     char service[UP_MUX_MAX_NAME + 1];
@@ -35,7 +36,10 @@ static void bridge_maybe_free(struct bridge *br)
 }
 
 /* Move bytes from src's peer to dst: straight into dst's link output if nothing is queued,
- * the rest into the pending buffer. Credit goes back to src for what left us. */
+ * the rest into the pending buffer (only while dst's output is full: src's peer was granted
+ * what dst's peer granted us, so dst's credit always covers them). Credit does not come back
+ * to src for what left us but for what dst's peer consumed: CREDIT on dst is passed on to src
+ * (a_credit, b_credit), so a stalled reader stops the sender with nothing held here. */
 static void forward(struct bridge *br, struct up_lstream *src, struct up_lstream *dst,
                     struct up_buf *pending, const uint8_t *p, size_t n)
 {
@@ -45,10 +49,7 @@ static void forward(struct bridge *br, struct up_lstream *src, struct up_lstream
     }
     if (up_buf_len(pending) == 0) {
         k = up_link_send(dst, p, n);
-        if (k) {
-            br->relay->n.bytes_relayed += k;
-            up_link_consumed(src, k);
-        }
+        br->relay->n.bytes_relayed += k;
     }
     if (k < n) {
         if (up_buf_append(pending, p + k, n - k, BRIDGE_PENDING_MAX) < 0) {
@@ -60,8 +61,8 @@ static void forward(struct bridge *br, struct up_lstream *src, struct up_lstream
     }
 }
 
-static size_t drain_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
-                            bool fin_flag, uint8_t *dst, size_t max, bool *fin)
+static size_t drain_pending(struct bridge *br, struct up_buf *pending, bool fin_flag, uint8_t *dst,
+                            size_t max, bool *fin)
 {
     size_t n = up_buf_len(pending);
     if (n > max) {
@@ -71,7 +72,6 @@ static size_t drain_pending(struct bridge *br, struct up_lstream *src, struct up
         memcpy(dst, up_buf_rptr(pending), n);
         up_buf_skip(pending, n);
         br->relay->n.bytes_relayed += n;
-        up_link_consumed(src, n);
     }
     if (up_buf_len(pending) == 0) {
         up_buf_release_if_empty(pending);
@@ -87,12 +87,10 @@ static const uint8_t *peek_pending(struct up_buf *pending, size_t *n)
     return *n ? up_buf_rptr(pending) : NULL;
 }
 
-static void skip_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
-                         size_t n)
+static void skip_pending(struct bridge *br, struct up_buf *pending, size_t n)
 {
     up_buf_skip(pending, n);
     br->relay->n.bytes_relayed += n;
-    up_link_consumed(src, n);
     up_buf_release_if_empty(pending);
 }
 
@@ -111,13 +109,13 @@ static const uint8_t *b_peek(struct up_lstream *st, size_t *n)
 static void a_skip(struct up_lstream *st, size_t n)
 {
     struct bridge *br = st->ud;
-    skip_pending(br, &br->b, &br->ba, n);
+    skip_pending(br, &br->ba, n);
 }
 
 static void b_skip(struct up_lstream *st, size_t n)
 {
     struct bridge *br = st->ud;
-    skip_pending(br, &br->a, &br->ab, n);
+    skip_pending(br, &br->ab, n);
 }
 
 static void a_data(struct up_lstream *st, const uint8_t *p, size_t n)
@@ -150,20 +148,43 @@ static size_t a_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
 {
     struct bridge *br = st->ud;
     *fin = false;
-    return drain_pending(br, &br->b, &br->ba, br->fin_ba, dst, max, fin);
+    return drain_pending(br, &br->ba, br->fin_ba, dst, max, fin);
 }
 
 static size_t b_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
 {
     struct bridge *br = st->ud;
     *fin = false;
-    return drain_pending(br, &br->a, &br->ab, br->fin_ab, dst, max, fin);
+    return drain_pending(br, &br->ab, br->fin_ab, dst, max, fin);
 }
 
+/* The agent accepted: the client may send what the agent granted us. */
 static void b_accept(struct up_lstream *st)
 {
     struct bridge *br = st->ud;
-    up_link_accept(&br->a);
+    int64_t w = up_link_send_credit(&br->b);
+    up_link_accept_follow(&br->a, w > 0 ? (uint32_t)w : 0);
+    if (br->owed_b) {
+        up_link_credit(&br->b, br->owed_b);
+        br->owed_b = 0;
+    }
+}
+
+/* The client granted more: so may the agent send more (after its ACCEPT). */
+static void a_credit(struct up_lstream *st, uint32_t inc)
+{
+    struct bridge *br = st->ud;
+    if (br->b.link && br->b.accepted) {
+        up_link_credit(&br->b, inc);
+    } else if (inc <= UP_MUX_MAX_WINDOW - br->owed_b) {
+        br->owed_b += inc;
+    }
+}
+
+static void b_credit(struct up_lstream *st, uint32_t inc)
+{
+    struct bridge *br = st->ud;
+    up_link_credit(&br->a, inc);
 }
 
 static void a_close(struct up_lstream *st, uint32_t code, const char *reason)
@@ -230,6 +251,7 @@ static const struct up_lstream_ops a_ops = {
     .pull = a_pull,
     .peek = a_peek,
     .skip = a_skip,
+    .on_credit = a_credit,
 };
 
 static const struct up_lstream_ops b_ops = {
@@ -240,6 +262,7 @@ static const struct up_lstream_ops b_ops = {
     .pull = b_pull,
     .peek = b_peek,
     .skip = b_skip,
+    .on_credit = b_credit,
 };
 
 /* Open br's agent half on agent's link; the metadata tells the agent who is calling. */
@@ -248,8 +271,12 @@ static int bridge_open_agent(struct bridge *br, struct rlink *agent, const struc
     char m[320];
     int ml = snprintf(m, sizeof m, "client=%s\nrelay=%s\nsub=%s\n", client->peer, client->local,
                       client->claims.sub);
-    int rv = up_link_open(agent->link, &br->b, br->service, (const uint8_t *)m,
-                          ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0, &b_ops, br);
+    /* The agent may send what the client granted us, and more as the client grants more. */
+    int64_t w = up_link_send_credit(&br->a);
+    br->owed_b = 0; /* w holds every grant so far (a reopen included) */
+    int rv = up_link_open_follow(agent->link, &br->b, br->service, (const uint8_t *)m,
+                                 ml > 0 && (size_t)ml < sizeof m ? (size_t)ml : 0,
+                                 w > 0 ? (uint32_t)w : 0, &b_ops, br);
     if (rv == 0) {
         br->agent = agent;
     }

@@ -472,6 +472,7 @@ void front_accept(void *ud, int fd, const struct sockaddr_storage *peer)
         up_free(c);
         return;
     }
+    up_tcp_set_notsent_lowat(fd, UP_SOCK_ENDPOINT_LOWAT); /* a link sets its own */
     c->relay = r;
     c->sock = s;
     c->open_handles = 2;

@@ -601,18 +601,21 @@ static void test_session_round_robin_and_quantum(void **state)
     uint8_t b[64];
     setup(h, true, NULL);
     const size_t q = UP_SESS_DEFAULT_QUANTUM, high = UP_SESS_DEFAULT_TX_HIGH;
+    const size_t fq = UP_SESS_DEFAULT_FRESH_QUANTUM;
     for (int i = 0; i < 3; i++) {
         assert_int_equal(up_sess_open(&h->s, &h->st[i], "svc", NULL, 0, 0), UP_OK);
         feed(h, b, f_accept(b, 1 + 2 * (uint32_t)i, 1u << 20), 0);
         up_sess_ready(&h->s, &h->st[i]);
     }
-    /* Several wait: one quantum each, in turn. */
-    for (int round = 0; round < 2; round++) {
+    /* Several wait: a fresh quantum each first (they just woke up), then one quantum each,
+     * in turn. */
+    for (int round = 0; round < 3; round++) {
         for (int i = 0; i < 3; i++) {
             struct up_sess_stream *st = up_sess_next(&h->s, 0);
             assert_ptr_equal(st, &h->st[i]);
-            assert_int_equal(up_sess_frame_max(&h->s, st, 0), q);
-            assert_false(up_sess_pulled(&h->s, st, q, false));
+            size_t want = round == 0 ? fq : q;
+            assert_int_equal(up_sess_frame_max(&h->s, st, 0), want);
+            assert_false(up_sess_pulled(&h->s, st, want, false));
         }
     }
     /* Nothing more from stream 0 (pull returned 0): it leaves the list. */
@@ -630,12 +633,66 @@ static void test_session_round_robin_and_quantum(void **state)
     assert_int_equal(up_sess_frame_max(&h->s, st, 100000), high + q - 100000);
     assert_int_equal(up_sess_burst_max(&h->s, st, 1u << 20), 1u << 20);
     /* Credit bounds it. */
-    assert_false(up_sess_pulled(&h->s, st, (1u << 20) - 3 * q - 1000, false));
+    assert_false(up_sess_pulled(&h->s, st, (1u << 20) - fq - 3 * q - 1000, false));
     assert_int_equal(up_sess_frame_max(&h->s, st, 0), 1000);
     assert_false(up_sess_pulled(&h->s, st, 1000, false));
     assert_false(up_sess_stream_queued(st)); /* out of credit: off the list */
     feed(h, b, f_credit(b, 3, 10), 0);
     assert_true(up_sess_stream_queued(st)); /* a CREDIT puts it back */
+    up_sess_fini(&h->s);
+    free(h);
+}
+
+/* A stream that wakes up goes ahead of the streams that keep sending, for one fresh quantum,
+ * after the others that woke up before it; with more to send it then joins the back. */
+static void test_session_fresh_streams_first(void **state)
+{
+    (void)state;
+    struct h *h = calloc(1, sizeof(*h));
+    uint8_t b[64];
+    setup(h, true, NULL);
+    const size_t q = UP_SESS_DEFAULT_QUANTUM, fq = UP_SESS_DEFAULT_FRESH_QUANTUM;
+    for (int i = 0; i < 5; i++) {
+        assert_int_equal(up_sess_open(&h->s, &h->st[i], "svc", NULL, 0, 0), UP_OK);
+        feed(h, b, f_accept(b, 1 + 2 * (uint32_t)i, 1u << 20), 0);
+    }
+    /* Streams 0 and 1 are bulk: past their fresh turn, in the round robin. */
+    for (int i = 0; i < 2; i++) {
+        up_sess_ready(&h->s, &h->st[i]);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct up_sess_stream *st = up_sess_next(&h->s, 0);
+        assert_int_equal(up_sess_frame_max(&h->s, st, 0), fq);
+        assert_false(up_sess_pulled(&h->s, st, fq, false));
+    }
+    /* 2 and 3 wake up: both go before the bulk streams, in the order they woke. */
+    up_sess_ready(&h->s, &h->st[2]);
+    up_sess_ready(&h->s, &h->st[3]);
+    up_sess_ready(&h->s, &h->st[0]); /* already waiting: keeps its place */
+    struct up_sess_stream *st = up_sess_next(&h->s, 0);
+    assert_ptr_equal(st, &h->st[2]);
+    assert_int_equal(up_sess_frame_max(&h->s, st, 0), fq);
+    assert_int_equal(up_sess_burst_max(&h->s, st, 1u << 20), fq);
+    assert_false(up_sess_pulled(&h->s, st, 1, false)); /* a keystroke */
+    /* 4 wakes up after 2 had its turn: it still goes before the bulk streams, after 3. */
+    up_sess_ready(&h->s, &h->st[4]);
+    assert_ptr_equal(up_sess_next(&h->s, 0), &h->st[3]);
+    assert_false(up_sess_pulled(&h->s, &h->st[3], fq, false)); /* more to send */
+    assert_ptr_equal(up_sess_next(&h->s, 0), &h->st[4]);
+    assert_false(up_sess_pulled(&h->s, &h->st[4], 0, false)); /* nothing after all: leaves */
+    assert_false(up_sess_stream_queued(&h->st[4]));
+    /* Then the round robin: 0, 1, then 2 and 3 at the back, with whole quanta. */
+    const int order[] = {0, 1, 2, 3};
+    for (int k = 0; k < 4; k++) {
+        st = up_sess_next(&h->s, 0);
+        assert_ptr_equal(st, &h->st[order[k]]);
+        assert_int_equal(up_sess_frame_max(&h->s, st, 0), q);
+        assert_false(up_sess_pulled(&h->s, st, k == 2 ? 0 : q, false));
+    }
+    /* 2 had nothing and left; a CREDIT-less wake-up of 2 makes it fresh again. */
+    up_sess_ready(&h->s, &h->st[2]);
+    assert_ptr_equal(up_sess_next(&h->s, 0), &h->st[2]);
+    assert_int_equal(up_sess_frame_max(&h->s, &h->st[2], 0), fq);
     up_sess_fini(&h->s);
     free(h);
 }
@@ -848,6 +905,7 @@ int main(void)
         cmocka_unit_test(test_session_goaway_sent_refuses_open),
         cmocka_unit_test(test_session_goaway_received),
         cmocka_unit_test(test_session_round_robin_and_quantum),
+        cmocka_unit_test(test_session_fresh_streams_first),
         cmocka_unit_test(test_session_lone_frame_max_frame),
         cmocka_unit_test(test_session_ping_pong_rtt),
         cmocka_unit_test(test_session_keepalive_misses),

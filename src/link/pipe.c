@@ -49,6 +49,10 @@ static void arm(struct up_pipe *p)
     }
     bool want_w = up_buf_len(&p->out) > 0;
     if (p->rs == p->wsk) {
+        /* Waiting for credit with nothing to write, a socket is not watched at all: still
+         * learn when its peer resets it, or a client that went away would hold its stream
+         * (and the service's) until the service ends it. */
+        up_sock_watch_hup(p->rs, true); /* once: a no-op after a hang-up was reported */
         up_sock_want(p->rs, p->reading, want_w);
     } else {
         if (p->rs) {
@@ -144,6 +148,17 @@ static void pipe_sock_cb(struct up_sock *s, bool readable, bool writable)
         }
         check_done(p);
         if (p->freeing) {
+            return;
+        }
+    }
+    if (s->hup && !p->hup_seen && s == p->rs) {
+        p->hup_seen = true;
+        /* A reset leaves unread bytes readable: ask the socket for its error instead. */
+        int e = up_tcp_connect_result(s->fd);
+        if (e) {
+            char why[160];
+            snprintf(why, sizeof why, "local connection failed: %s", strerror(e));
+            up_pipe_abort(p, UP_MUX_C_BACKEND_RESET, why);
             return;
         }
     }

@@ -38,6 +38,7 @@ struct up_pipe {
     bool done;          /* on_done delivered */
     bool freeing;
     bool no_splice;   /* the local socket refused spliced bytes once */
+    bool hup_seen;    /* the local socket's hang-up was looked at */
     uint64_t spliced; /* link → local bytes moved by splice (never in user space) */
     /* Set by the owner before opening: when the peer refuses the stream before accepting it
      * (nothing moved either way), give the local socket back instead of closing it. The fd

@@ -24,6 +24,15 @@ static void poll_cb(uv_poll_t *h, int status, int events)
     }
     bool r = status < 0 || (events & (UV_READABLE | UV_DISCONNECT));
     bool w = status < 0 || (events & UV_WRITABLE);
+    if (!s->want_r && !s->want_w && !s->tls_want_r && !s->tls_want_w) {
+        /* Only the hang-up watch was on: report it once (it is level-triggered). */
+        s->hup = true;
+        s->watch_hup = false;
+        uv_poll_stop(&s->poll);
+        s->poll_active = false;
+        r = true;
+        w = false;
+    }
     s->cb(s, r, w);
 }
 
@@ -93,6 +102,11 @@ static void apply_events(struct up_sock *s)
     bool r = s->want_r || s->tls_want_r;
     bool w = s->want_w || s->tls_want_w;
     int ev = (r ? UV_READABLE : 0) | (w ? UV_WRITABLE : 0);
+    if (ev == 0 && s->watch_hup) {
+        /* epoll reports EPOLLHUP and EPOLLERR whatever is asked; urgent data is the one event
+         * that never comes on our sockets, so this wakes us for a reset only. */
+        ev = UV_PRIORITIZED;
+    }
     if (ev == 0) {
         if (s->poll_active) {
             uv_poll_stop(&s->poll);
@@ -105,10 +119,19 @@ static void apply_events(struct up_sock *s)
     }
 }
 
+void up_sock_watch_hup(struct up_sock *s, bool on)
+{
+    if (s->watch_hup == on || s->hup) {
+        return;
+    }
+    s->watch_hup = on;
+    apply_events(s);
+}
+
 void up_sock_want(struct up_sock *s, bool r, bool w)
 {
     if (s->want_r == r && s->want_w == w &&
-        s->poll_active == (r || w || s->tls_want_r || s->tls_want_w)) {
+        s->poll_active == (r || w || s->tls_want_r || s->tls_want_w || s->watch_hup)) {
         return;
     }
     s->want_r = r;

@@ -27,6 +27,8 @@ struct up_sock {
     int fd;
     bool poll_active;
     bool want_r, want_w;
+    bool watch_hup; /* with neither: still learn of a reset (EPOLLHUP/ERR, not a FIN) */
+    bool hup;       /* a reset or hang-up was reported while only watch_hup was on */
     bool closing;
     bool eof;
     struct ssl_st *ssl; /* owned, NULL for plain TCP */
@@ -46,6 +48,10 @@ struct up_sock {
 UP_NODISCARD int up_sock_init(struct up_sock *s, uv_loop_t *loop, int fd, up_sock_fn cb, void *ud);
 /* Ask for readable and/or writable callbacks (level-triggered). */
 void up_sock_want(struct up_sock *s, bool r, bool w);
+/* While neither readable nor writable is wanted, still call back (readable, with s->hup set)
+ * once when the connection is reset or hung up; a half-close (FIN) does not count. Lets an
+ * owner that waits for credit learn that its peer is gone. */
+void up_sock_watch_hup(struct up_sock *s, bool on);
 /* Read up to cap bytes. Returns UP_OK with *n > 0, UP_EAGAIN, UP_EOF, UP_ESYS or UP_ETLS. */
 UP_NODISCARD int up_sock_read(struct up_sock *s, uint8_t *p, size_t cap, size_t *n);
 /* Copy up to cap bytes of what the peer sent on a plain socket without consuming them (to tell
@@ -134,7 +140,9 @@ UP_NODISCARD int up_kpipe_read(int fd, uint8_t *p, size_t cap, size_t *n, int *s
 /* Create a non-blocking TCP socket, start connecting to sa. Returns the fd or UP_ESYS (errno in
  * *err). */
 int up_tcp_connect_start(const struct sockaddr *sa, socklen_t len, int *err);
-/* After the connecting fd became writable: 0 when connected, else the errno. */
+/* The socket's pending error (SO_ERROR; reading clears it), 0 when none: after a connecting
+ * fd became writable, 0 when connected; on a connected one, e.g. ECONNRESET after a reset
+ * that left unread bytes readable. */
 int up_tcp_connect_result(int fd);
 /* Bind and listen (SO_REUSEADDR) on sa. Returns the fd or UP_ESYS (errno in *err). */
 int up_tcp_listen(const struct sockaddr *sa, socklen_t len, int backlog, int *err);

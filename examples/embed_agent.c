@@ -9,6 +9,7 @@
  *   cc embed_agent.c $(pkg-config --cflags --libs underpass) -o embed_agent */
 #include <errno.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -51,7 +52,9 @@ static void echo_cb(uv_poll_t *h, int status, int events)
         }
     }
     while (e->len) {
-        ssize_t n = write(e->fd, e->buf, e->len);
+        /* The stream's end may be closed under us (the client went away, the link was
+         * lost): send() with MSG_NOSIGNAL gets EPIPE where write() would raise SIGPIPE. */
+        ssize_t n = send(e->fd, e->buf, e->len, MSG_NOSIGNAL);
         if (n < 0) {
             if (errno == EAGAIN || errno == EINTR) {
                 break;

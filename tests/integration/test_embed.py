@@ -58,7 +58,7 @@ def test_embedded_echo_survives_a_relay_restart(stack, example):
     wait_until(lambda: all(f.done for f in doomed), 5, "the cut streams ended")
     assert not any(f.ok for f in doomed)
     app.wait_log("reconnecting", 5)
-    assert app.alive(), app.text()
+    assert app.alive(), f"exit status {app.p.returncode}:\n{app.text()}"
     stack.start_relay(port=port, name="relay2")
     app.wait_log("serving echo", 10, count=2)
     c.wait_log("connected to relay", 10, count=2)

@@ -63,6 +63,7 @@ int up_setup_link(const struct up_opt *tab, size_t n, const struct up_opt_val *v
     up_link_cfg_defaults(lc);
     const struct up_opt_val *w = VAL("window");
     const struct up_opt_val *mw = VAL("max-window");
+    const struct up_opt_val *mb = VAL("max-buffer-memory");
     const struct up_opt_val *pi = VAL("ping-interval");
     const struct up_opt_val *pm = VAL("ping-misses");
     if (w->num < 4096 || w->num > UP_MUX_MAX_WINDOW) {
@@ -79,6 +80,7 @@ int up_setup_link(const struct up_opt *tab, size_t n, const struct up_opt_val *v
     }
     lc->window = (uint32_t)w->num;
     lc->max_window = (uint32_t)mw->num;
+    lc->max_buffer = (size_t)mb->num;
     lc->ping_interval_ms = pi->num;
     lc->ping_misses = (uint32_t)pm->num;
     return 0;

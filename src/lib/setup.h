@@ -19,6 +19,9 @@
 #define UP_LINK_OPTS                                                                               \
     {"window", UP_OPT_SIZE, "16k", "BYTES", "initial per-stream receive window"},                  \
         {"max-window", UP_OPT_SIZE, "4m", "BYTES", "largest per-stream window after auto-tuning"}, \
+        {"max-buffer-memory", UP_OPT_SIZE, "64m", "BYTES",                                         \
+         "what all streams may buffer and be granted beyond their first window; above it the "     \
+         "streams holding the most wait (0 = no limit)"},                                          \
         {"ping-interval", UP_OPT_DURATION, "20s", "DURATION",                                      \
          "keep-alive ping period on the relay link (0 = off)"},                                    \
         {"ping-misses", UP_OPT_U64, "3", "N", "declare the link dead after N unanswered pings"},   \

@@ -58,7 +58,11 @@ struct up_linkloop {
     uv_timer_t trim; /* made with idle: gives freed stream memory back (up_alloc_trim) */
     bool idle_made;
     int open_handles;
-    size_t gone; /* streams ended since the last trim */
+    size_t gone;      /* streams ended since the last trim */
+    size_t budget;    /* buffer budget (up_link_cfg.max_buffer), 0 = none */
+    size_t held;      /* bytes the owners of this loop's streams buffer */
+    size_t holders;   /* streams that hold anything */
+    size_t committed; /* windows granted beyond the initial ones */
     struct up_link *head;
     size_t refs;
 };
@@ -85,6 +89,7 @@ void up_link_cfg_defaults(struct up_link_cfg *cfg)
     cfg->ping_interval_ms = UP_LINK_DEFAULT_PING_MS;
     cfg->ping_misses = UP_LINK_DEFAULT_PING_MISSES;
     cfg->tx_high = UP_LINK_TX_HIGH;
+    cfg->max_buffer = UP_LINK_DEFAULT_MAX_BUFFER;
     cfg->splice = true;
 }
 
@@ -195,8 +200,37 @@ static struct up_lstream *lstream(struct up_sess_stream *cs)
 }
 
 /* st left the session: the owner gets it back. */
+/* The budget's accounting of one stream (up_link_consumed_held). */
+static void held_set(struct up_linkloop *ll, struct up_lstream *st, size_t held)
+{
+    if (st->held) {
+        ll->holders--;
+    }
+    if (held) {
+        ll->holders++;
+    }
+    ll->held = ll->held - st->held + held;
+    st->held = held;
+}
+
+static void window_counted(struct up_link *l, struct up_lstream *st)
+{
+    uint32_t w = st->core.flow.recv_window;
+    uint32_t extra = w > l->cfg.window ? w - l->cfg.window : 0;
+    l->ll->committed = l->ll->committed - st->committed + extra;
+    st->committed = extra;
+}
+
+static void stream_uncount(struct up_link *l, struct up_lstream *st)
+{
+    held_set(l->ll, st, 0);
+    l->ll->committed -= st->committed;
+    st->committed = 0;
+}
+
 static void stream_gone(struct up_link *l, struct up_lstream *st)
 {
+    stream_uncount(l, st);
     st->link = NULL;
     struct up_linkloop *ll = l->ll;
     if (ll->gone++ == 0 && ll->idle_made) {
@@ -766,6 +800,7 @@ static void teardown(struct up_link *l)
             break;
         }
         struct up_lstream *st = lstream(cs);
+        stream_uncount(l, st);
         st->link = NULL;
         st->ops->on_close(st, UP_MUX_C_LINK_LOST, l->reason);
     }
@@ -864,6 +899,9 @@ struct up_link *up_link_new(struct up_linkloop *ll, int fd, struct ssl_st *ssl, 
     }
     l->loop = loop;
     l->ll = ll;
+    if (cfg->max_buffer > ll->budget) {
+        ll->budget = cfg->max_buffer;
+    }
     l->client = client;
     l->kpipe[0] = l->kpipe[1] = -1;
     l->splice_on = client && !ssl && cfg->splice;
@@ -1263,12 +1301,40 @@ void up_link_consumed(struct up_lstream *st, size_t n)
 void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held)
 {
     struct up_link *l = st->link;
-    if (!l || n == 0) {
+    if (!l) {
         return;
     }
-    uint32_t inc = up_sess_consumed_held(&l->sess, &st->core, n, held, up_now_us());
+    struct up_linkloop *ll = l->ll;
+    held_set(ll, st, held);
+    if (n == 0 && st->core.flow.recv_pending == 0) {
+        return;
+    }
+    bool may_grow = held == 0;
+    bool withhold = false;
+    if (ll->budget) {
+        /* A window doubles when it grows: room for that much more, beyond the initial
+         * windows, in the budget. */
+        may_grow = may_grow && ll->committed + st->core.flow.recv_window <= ll->budget;
+        withhold = ll->held > ll->budget && held > ll->budget / (ll->holders ? ll->holders : 1);
+    }
+    uint32_t inc = up_sess_consumed_ex(&l->sess, &st->core, n, may_grow, withhold, up_now_us());
+    window_counted(l, st);
     if (inc) {
         UP_LOGD("stream %u: credit %u sent", st->sid, inc);
         drain_ctl(l);
     }
+}
+
+void up_link_set_held(struct up_lstream *st, size_t held)
+{
+    if (st->link) {
+        held_set(st->link->ll, st, held);
+    }
+}
+
+void up_linkloop_mem(const struct up_linkloop *ll, size_t *held, size_t *committed, size_t *budget)
+{
+    *held = ll->held;
+    *committed = ll->committed;
+    *budget = ll->budget;
 }

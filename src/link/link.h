@@ -47,6 +47,8 @@ struct up_link_cfg {
     uint64_t ping_interval_ms; /* keep-alive period, 0 = off */
     uint32_t ping_misses;      /* link is dead after this many unanswered pings */
     size_t tx_high;            /* stop pulling stream data above this many queued bytes */
+    size_t max_buffer;         /* buffer budget of the loop's links together (the largest any link
+                                * on the loop asked for), 0 = none: see up_link_set_held */
     bool splice;               /* client role, plain TCP: DATA may bypass user space */
 };
 
@@ -54,6 +56,9 @@ struct up_link_cfg {
 #define UP_LINK_DEFAULT_MAX_STREAMS 10240 /* the brief's 10,000 streams per link */
 #define UP_LINK_DEFAULT_PING_MS 20000     /* well under common 60 s proxy idle timeouts */
 #define UP_LINK_DEFAULT_PING_MISSES 3
+/* The default buffer budget (--max-buffer-memory): what the streams of one process may hold
+ * and be granted beyond their initial windows; a 256 MB box lives with it. */
+#define UP_LINK_DEFAULT_MAX_BUFFER (64u * 1024u * 1024u)
 /* Bytes pulled per stream per turn (the fairness quantum): 9 + 65526 = 65535 keeps every DATA
  * frame's WebSocket length in the 16-bit form, so a short read never has to be moved to fit a
  * smaller header than the one reserved. */
@@ -113,9 +118,11 @@ struct up_lstream {
     uint32_t sid;               /* read-only for the owner */
     struct up_link *link;       /* borrowed; NULL once the stream left the link */
     const struct up_lstream_ops *ops;
-    void *ud;      /* borrowed: the owner */
-    bool opener;   /* read-only: we sent OPEN */
-    bool accepted; /* read-only: ACCEPT sent or received */
+    void *ud;           /* borrowed: the owner */
+    bool opener;        /* read-only: we sent OPEN */
+    bool accepted;      /* read-only: ACCEPT sent or received */
+    size_t held;        /* read-only: what the owner said it buffers (up_link_set_held) */
+    uint32_t committed; /* read-only: our window, as counted in the loop's budget */
 };
 
 struct up_link_ops {
@@ -205,8 +212,19 @@ size_t up_link_send(struct up_lstream *st, const uint8_t *p, size_t n);
 /* n received bytes reached the next hop: return credit. */
 void up_link_consumed(struct up_lstream *st, size_t n);
 /* As up_link_consumed, with held = bytes of st the owner still buffers afterwards: the window
- * auto-tunes only while the consumer keeps up (held == 0). */
+ * auto-tunes only while the consumer keeps up (held == 0) and the loop's budget allows it.
+ *
+ * The budget (cfg.max_buffer, --max-buffer-memory) covers what the streams of a loop hold
+ * (up_link_set_held) and the windows they were granted beyond the initial one: a window grows
+ * only while the windows of the loop's streams add up to less than the budget, and while the
+ * streams hold more than the budget in all, a stream that holds more than its share (budget /
+ * streams holding anything) gets no credit back: the largest holders wait, and a stream that
+ * holds little (an interactive one) never does. */
 void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held);
+/* The owner now buffers held bytes of st (received, not yet at the next hop). */
+void up_link_set_held(struct up_lstream *st, size_t held);
+/* The budget's view of ll: what its streams hold, their windows, the budget (0 = none). */
+void up_linkloop_mem(const struct up_linkloop *ll, size_t *held, size_t *committed, size_t *budget);
 
 /* Microsecond monotonic clock used for flow control and RTT. */
 uint64_t up_now_us(void);

@@ -286,6 +286,7 @@ static void st_data(struct up_lstream *st, const uint8_t *d, size_t n)
             up_pipe_abort(p, UP_MUX_C_INTERNAL, "out of memory buffering stream data");
             return;
         }
+        up_link_set_held(st, up_buf_len(&p->out));
         arm(p);
     }
 }
@@ -432,6 +433,7 @@ static size_t st_splice(struct up_lstream *st, int fd, size_t n)
         up_buf_commit(&p->out, k);
         rest -= k;
     }
+    up_link_set_held(st, up_buf_len(&p->out));
     arm(p);
     return 0;
 }

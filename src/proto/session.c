@@ -495,14 +495,25 @@ uint32_t up_sess_consumed(struct up_sess *s, struct up_sess_stream *st, size_t n
 uint32_t up_sess_consumed_held(struct up_sess *s, struct up_sess_stream *st, size_t n, size_t held,
                                uint64_t now_us)
 {
+    return up_sess_consumed_ex(s, st, n, held == 0, false, now_us);
+}
+
+uint32_t up_sess_consumed_ex(struct up_sess *s, struct up_sess_stream *st, size_t n, bool may_grow,
+                             bool withhold, uint64_t now_us)
+{
     /* §9: no CREDIT after the peer's FIN; credit only for bytes that reached the next hop. */
-    if (!st->in_table || st->fin_rcvd || st->follow || n == 0) {
+    if (!st->in_table || st->fin_rcvd || st->follow || (n == 0 && !st->flow.recv_pending)) {
+        return 0;
+    }
+    if (withhold) {
+        uint32_t room = UP_MUX_MAX_WINDOW - st->flow.recv_pending;
+        st->flow.recv_pending += n < room ? (uint32_t)n : room;
         return 0;
     }
     /* The RTT floor stands for scheduling delays on busy hosts, which loopback RTTs hide:
      * a stream that drains half its window within 4 floors is window-limited. */
     uint64_t rtt = s->srtt_us > s->cfg.min_rtt_us ? s->srtt_us : s->cfg.min_rtt_us;
-    uint32_t inc = up_mux_flow_consumed_ex(&st->flow, n, now_us, rtt, held == 0);
+    uint32_t inc = up_mux_flow_consumed_ex(&st->flow, n, now_us, rtt, may_grow);
     if (inc) {
         uint8_t f[UP_MUX_HDR + 4];
         enqueue(s, f, up_mux_encode_credit(f, sizeof f, st->sid, inc));

@@ -238,6 +238,11 @@ uint32_t up_sess_consumed(struct up_sess *s, struct up_sess_stream *st, size_t n
  * stopped. Nothing for a following stream (its credit comes from up_sess_credit). */
 uint32_t up_sess_consumed_held(struct up_sess *s, struct up_sess_stream *st, size_t n, size_t held,
                                uint64_t now_us);
+/* As up_sess_consumed: the window grows only when may_grow; with withhold, the bytes are
+ * recorded but no CREDIT goes out (a memory budget: the stream waits), until a later call
+ * without withhold returns them all. */
+uint32_t up_sess_consumed_ex(struct up_sess *s, struct up_sess_stream *st, size_t n, bool may_grow,
+                             bool withhold, uint64_t now_us);
 
 /* ---- scheduling ---- */
 

@@ -57,12 +57,13 @@ static void forward(struct bridge *br, struct up_lstream *src, struct up_lstream
             up_link_reset(dst, UP_MUX_C_INTERNAL, "relay out of memory");
             return;
         }
+        up_link_set_held(src, up_buf_len(pending));
         up_link_ready(dst);
     }
 }
 
-static size_t drain_pending(struct bridge *br, struct up_buf *pending, bool fin_flag, uint8_t *dst,
-                            size_t max, bool *fin)
+static size_t drain_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
+                            bool fin_flag, uint8_t *dst, size_t max, bool *fin)
 {
     size_t n = up_buf_len(pending);
     if (n > max) {
@@ -72,6 +73,7 @@ static size_t drain_pending(struct bridge *br, struct up_buf *pending, bool fin_
         memcpy(dst, up_buf_rptr(pending), n);
         up_buf_skip(pending, n);
         br->relay->n.bytes_relayed += n;
+        up_link_set_held(src, up_buf_len(pending));
     }
     if (up_buf_len(pending) == 0) {
         up_buf_release_if_empty(pending);
@@ -87,9 +89,11 @@ static const uint8_t *peek_pending(struct up_buf *pending, size_t *n)
     return *n ? up_buf_rptr(pending) : NULL;
 }
 
-static void skip_pending(struct bridge *br, struct up_buf *pending, size_t n)
+static void skip_pending(struct bridge *br, struct up_lstream *src, struct up_buf *pending,
+                         size_t n)
 {
     up_buf_skip(pending, n);
+    up_link_set_held(src, up_buf_len(pending));
     br->relay->n.bytes_relayed += n;
     up_buf_release_if_empty(pending);
 }
@@ -109,13 +113,13 @@ static const uint8_t *b_peek(struct up_lstream *st, size_t *n)
 static void a_skip(struct up_lstream *st, size_t n)
 {
     struct bridge *br = st->ud;
-    skip_pending(br, &br->ba, n);
+    skip_pending(br, &br->b, &br->ba, n);
 }
 
 static void b_skip(struct up_lstream *st, size_t n)
 {
     struct bridge *br = st->ud;
-    skip_pending(br, &br->ab, n);
+    skip_pending(br, &br->a, &br->ab, n);
 }
 
 static void a_data(struct up_lstream *st, const uint8_t *p, size_t n)
@@ -148,14 +152,14 @@ static size_t a_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
 {
     struct bridge *br = st->ud;
     *fin = false;
-    return drain_pending(br, &br->ba, br->fin_ba, dst, max, fin);
+    return drain_pending(br, &br->b, &br->ba, br->fin_ba, dst, max, fin);
 }
 
 static size_t b_pull(struct up_lstream *st, uint8_t *dst, size_t max, bool *fin)
 {
     struct bridge *br = st->ud;
     *fin = false;
-    return drain_pending(br, &br->ab, br->fin_ab, dst, max, fin);
+    return drain_pending(br, &br->a, &br->ab, br->fin_ab, dst, max, fin);
 }
 
 /* The agent accepted: the client may send what the agent granted us. */

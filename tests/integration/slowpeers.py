@@ -4,6 +4,7 @@ nothing but the tunnel shares a CPU budget with what is measured. Loopback only.
   slowpeers.py serve --mode flood|sink|echo|http PORTFILE
       flood: write to every accepted connection as fast as it takes, never read
       sink:  accept, shrink the receive buffer, never read
+      gulp:  read the first 4 MiB of each connection at once, then never read again
       echo:  1-byte (or any) echo
       http:  HTTP/1.1 server whose every GET answers with an endless-looking 1 GiB body
   slowpeers.py hold --port P --n N --mode read|write [--http]
@@ -31,6 +32,7 @@ CHUNK = b"x" * 65536
 # every TCP connection on the host, and seconds of the writers' own CPU. Across a network
 # (1448-byte MSS) the kernel starts a writer near 100 KiB; this is that, fixed.
 SNDBUF = 64 * 1024
+GULP = 4 << 20  # what a gulp service reads of each connection before it stops reading
 
 
 def stdin_closed_event():
@@ -78,7 +80,10 @@ def serve(args):
                     c.setblocking(False)
                     c.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
                     mode = args.mode
-                    if mode == "sink":
+                    if mode == "gulp":
+                        # Read the first GULP bytes as fast as they come, then never again.
+                        ep.register(c.fileno(), select.EPOLLIN)
+                    elif mode == "sink":
                         # Never read; only notice the peer going away.
                         c.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
                         ep.register(c.fileno(), select.EPOLLRDHUP)
@@ -89,12 +94,21 @@ def serve(args):
                         if mode == "http":
                             c.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
                         ep.register(c.fileno(), select.EPOLLIN)
-                    conns[c.fileno()] = [c, mode, b""]
+                    conns[c.fileno()] = [c, mode, b"", 0]
                 continue
-            c, mode, req = conns[fd]
+            c, mode, req, _ = conns[fd]
             try:
                 if ev & (select.EPOLLRDHUP | select.EPOLLHUP | select.EPOLLERR) and mode == "sink":
                     drop(fd)
+                elif mode == "gulp":
+                    d = c.recv(65536)
+                    if not d:
+                        drop(fd)
+                        continue
+                    conns[fd][3] += len(d)
+                    if conns[fd][3] >= GULP:
+                        conns[fd][1] = "sink"
+                        ep.modify(fd, select.EPOLLRDHUP)
                 elif mode == "echo":
                     d = c.recv(65536)
                     if not d:
@@ -183,7 +197,7 @@ def main():
     ap = argparse.ArgumentParser()
     sub = ap.add_subparsers(dest="cmd", required=True)
     p = sub.add_parser("serve")
-    p.add_argument("--mode", choices=("flood", "sink", "echo", "http"), required=True)
+    p.add_argument("--mode", choices=("flood", "sink", "gulp", "echo", "http"), required=True)
     p.add_argument("portfile")
     p = sub.add_parser("hold")
     p.add_argument("--port", type=int, required=True)

@@ -215,3 +215,54 @@ def test_stalled_writers(stack, peers, tmp, tls_files, tls):
 def test_slow_http_downloads(stack, peers, tmp):
     run_case(stack, peers, tmp, "http")
 
+
+
+def budget_case(stack, peers, tmp, budget, n=48):
+    """n clients write to a service that reads the first 4 MiB of each connection at once
+    (the windows grow) and then stops; B pings an echo service of the same agent. Returns
+    the agent's RSS growth in KiB and B's p99 while the streams sit stalled."""
+    svc_port = start_service(tmp, peers, "gulp")
+    echo_port = start_service(tmp, peers, "echo")
+    stack.start_relay()
+    agent = stack.start_agent([f"bulk=tcp://127.0.0.1:{svc_port}",
+                               f"echo=tcp://127.0.0.1:{echo_port}"],
+                              "--max-buffer-memory", budget)
+    ca = stack.start_connect("bulk", name="connect-a")
+    cb = stack.start_connect("echo", name="connect-b")
+    pings = tmp / "pings.txt"
+    pinger = Peer(tmp, "pinger", "ping", "--port", str(cb.port), "--out", str(pings))
+    peers.append(pinger)
+    wait_until(lambda: pings.exists() and len(pings.read_text().splitlines()) > 200, 10,
+               "B's first round trips")
+    time.sleep(0.3)
+    idle = rss_kib(agent.pid)
+    holder = Peer(tmp, "holder", "hold", "--n", str(n), "--mode", "write", "--port",
+                  str(ca.port), load=True)
+    peers.append(holder)
+    t_opened = float(holder.p.stdout.readline().decode().split()[2])
+    peak = idle
+    while time.monotonic() < t_opened + 6:
+        peak = max(peak, rss_kib(agent.pid))
+        time.sleep(0.1)
+    t_closing = time.monotonic()
+    holder.stop()
+    stack.wait_streams(active=1, timeout=20)
+    pinger.stop()
+    steady = sorted(r for t, r in read_pings(pings) if t_opened + 2 <= t < t_closing)
+    p99 = steady[int(len(steady) * 0.99) - 1]
+    print(f"\nbudget {budget}: agent RSS {idle} -> {peak} KiB (+{peak - idle}), B p99 "
+          f"{p99 * 1e3:.2f} ms max {steady[-1] * 1e3:.1f} ms")
+    return peak - idle, p99
+
+
+def test_buffer_budget(stack, peers, tmp):
+    """--max-buffer-memory bounds what stalled streams hold once their windows had grown:
+    with 4 MiB the agent holds about that (windows stop growing, the largest holders get no
+    credit back) while B, which holds nothing, goes on as before. The control, the same
+    streams without a budget, holds several times more: the budget is what bounded it."""
+    grown, p99 = budget_case(stack, peers, tmp, "4m")
+    assert p99 <= 0.005, f"B's p99 {p99 * 1e3:.2f} ms"
+    # 4 MiB of budget + 48 initial windows of 16 KiB + what the streams cost anyway.
+    assert grown <= 8 * 1024, f"the agent grew {grown} KiB with a 4 MiB budget"
+    free, _ = budget_case(stack, peers, tmp, "0")
+    assert free >= 2 * grown, f"without a budget the agent grew {free} KiB, with {grown}"

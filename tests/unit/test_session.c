@@ -505,6 +505,31 @@ static void test_session_credit_half_window_and_autotune(void **state)
     free(h);
 }
 
+/* Growth only while the consumer keeps up (held == 0), and a budget that withholds credit
+ * until a later call releases all of it. */
+static void test_session_held_and_withheld_credit(void **state)
+{
+    (void)state;
+    struct h *h = calloc(1, sizeof(*h));
+    static uint8_t b[2048], pay[1000], w[64];
+    struct up_sess_stream *st = server_with_stream(h, 1000, small_window);
+    up_sess_ping(&h->s, 0);
+    take_out(h);
+    feed(h, b, f_ping(b, 0, true), 100);
+    feed(h, b, f_data(b, 1, pay, 1000, false), 100);
+    /* Fast, but 10 bytes still wait here: credit without growth. */
+    assert_int_equal(up_sess_consumed_held(&h->s, st, 500, 10, 150), 500);
+    expect_out(h, w, f_credit(w, 1, 500));
+    /* Withheld: nothing goes out, however much is pending. */
+    assert_int_equal(up_sess_consumed_ex(&h->s, st, 500, true, true, 160), 0);
+    assert_int_equal(take_out(h), 0);
+    /* Released by a later call, even one that delivers nothing new. */
+    assert_int_equal(up_sess_consumed_ex(&h->s, st, 0, false, false, 170), 500);
+    expect_out(h, w, f_credit(w, 1, 500));
+    up_sess_fini(&h->s);
+    free(h);
+}
+
 /* ---- limits and GOAWAY (§11) -------------------------------------------------------------- */
 
 static void three_streams(struct up_sess_cfg *c)
@@ -904,6 +929,7 @@ int main(void)
         cmocka_unit_test(test_session_max_streams),
         cmocka_unit_test(test_session_goaway_sent_refuses_open),
         cmocka_unit_test(test_session_goaway_received),
+        cmocka_unit_test(test_session_held_and_withheld_credit),
         cmocka_unit_test(test_session_round_robin_and_quantum),
         cmocka_unit_test(test_session_fresh_streams_first),
         cmocka_unit_test(test_session_lone_frame_max_frame),

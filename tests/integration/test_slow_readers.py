@@ -22,12 +22,18 @@ import pytest
 
 import slowpeers
 
+from conftest import BIN
 from harness import wait_until
+from test_turn_mem import sanitized
 
 HERE = pathlib.Path(__file__).parent
 PEERS = [sys.executable, str(HERE / "slowpeers.py")]
 N = int(os.environ.get("UNDERPASS_SLOW_N", "1000"))
 OPENING_GUARD = 0.150  # seconds; see run_case
+STALLED_S = 4  # how long B pings beside the stalled streams, after 2 s of opening
+# Under ASan sizes are the sanitizer's (shadow, redzones, quarantine that keeps freed memory):
+# there the tests check what the streams do, not what they cost.
+ASAN = sanitized(BIN)
 DOMAIN = "slow.test"
 
 
@@ -146,7 +152,7 @@ def run_case(stack, peers, tmp, mode, tls=None, n=N, relay_args=(), budget_check
     cpu1 = {k: cpu_ms(p) - cpu0[k] for k, p in cpu_pids.items()}
     print("\nCPU ms in the first 0.5 s:", cpu1)
     peak = dict(idle)
-    t_end = t_opened + 2 + 6
+    t_end = t_opened + 2 + STALLED_S
     while time.monotonic() < t_end:
         for k, p in watched.items():
             peak[k] = max(peak[k], rss_kib(p))
@@ -164,7 +170,8 @@ def run_case(stack, peers, tmp, mode, tls=None, n=N, relay_args=(), budget_check
         return all(after[k] <= idle[k] + 2048 for k in watched)
     recovered = True
     try:
-        wait_until(back, 10, "RSS back near idle", interval=0.2)
+        if not ASAN:
+            wait_until(back, 10, "RSS back near idle", interval=0.2)
     except TimeoutError:
         recovered = False
     t_back = time.monotonic() - t_closed
@@ -185,7 +192,7 @@ def run_case(stack, peers, tmp, mode, tls=None, n=N, relay_args=(), budget_check
     worst = sorted(samples, key=lambda x: -x[1])[:6]
     print("worst round trips (ms at s after the streams opened):",
           ", ".join(f"{r * 1e3:.1f}@{t - t_opened:+.2f}" for t, r in worst))
-    assert len(steady) > 100, f"B made only {len(steady)} round trips in 6 s"
+    assert len(steady) > 100, f"B made only {len(steady)} round trips in {STALLED_S} s"
     assert p99 <= 0.005, f"B's p99 {p99 * 1e3:.2f} ms while {n} streams sat stalled"
     # Issue 25 asks for B's worst <= 20 ms while the streams open and <= 50 ms ever. On a
     # 2-core host, where the relay, the agent, both connects and the load share two CPUs,
@@ -194,6 +201,8 @@ def run_case(stack, peers, tmp, mode, tls=None, n=N, relay_args=(), budget_check
     assert max(opening or [0]) <= OPENING_GUARD, \
         f"B waited {max(opening) * 1e3:.1f} ms while the streams opened"
     assert max(during) <= OPENING_GUARD, f"B waited {max(during) * 1e3:.1f} ms"
+    if ASAN:
+        return samples
     for k in watched:
         assert growth[k] <= 32, f"{k} grew {growth[k]:.0f} KiB per stalled stream"
         if max_growth:
@@ -262,6 +271,8 @@ def test_buffer_budget(stack, peers, tmp):
     streams without a budget, holds several times more: the budget is what bounded it."""
     grown, p99 = budget_case(stack, peers, tmp, "4m")
     assert p99 <= 0.005, f"B's p99 {p99 * 1e3:.2f} ms"
+    if ASAN:
+        return
     # 4 MiB of budget + 48 initial windows of 16 KiB + what the streams cost anyway.
     assert grown <= 8 * 1024, f"the agent grew {grown} KiB with a 4 MiB budget"
     free, _ = budget_case(stack, peers, tmp, "0")

@@ -78,6 +78,7 @@ class Peer:
 
 def start_service(tmp, peers, mode):
     pf = tmp / f"{mode}.port"
+    pf.unlink(missing_ok=True)  # a second case in the same test starts its own
     peers.append(Peer(tmp, f"svc-{mode}", "serve", "--mode", mode, str(pf), load=mode != "echo"))
     wait_until(pf.exists, 10, f"{mode} service")
     return int(pf.read_text())
@@ -92,6 +93,17 @@ def peers():
     yield started
     for p in reversed(started):
         p.stop()
+
+
+def start_pinger(tmp, peers, port):
+    """B: 1-byte round trips to port until stopped; returns the process and its log."""
+    pings = tmp / "pings.txt"
+    pings.unlink(missing_ok=True)
+    pinger = Peer(tmp, "pinger", "ping", "--port", str(port), "--out", str(pings))
+    peers.append(pinger)
+    wait_until(lambda: pings.exists() and len(pings.read_text().splitlines()) > 200, 10,
+               "B's first round trips")
+    return pinger, pings
 
 
 def read_pings(path):
@@ -119,11 +131,7 @@ def run_case(stack, peers, tmp, mode, tls=None, n=N, relay_args=(), budget_check
     if mode != "http":
         ca = stack.start_connect("bulk", name="connect-a")
     cb = stack.start_connect("echo", name="connect-b")
-    pings = tmp / "pings.txt"
-    pinger = Peer(tmp, "pinger", "ping", "--port", str(cb.port), "--out", str(pings))
-    peers.append(pinger)
-    wait_until(lambda: pings.exists() and len(pings.read_text().splitlines()) > 200, 10,
-               "B's first round trips")
+    pinger, pings = start_pinger(tmp, peers, cb.port)
     stack.wait_streams(active=1)
     time.sleep(0.5)
     watched = {"relay": relay.pid}
@@ -238,11 +246,7 @@ def budget_case(stack, peers, tmp, budget, n=48):
                               "--max-buffer-memory", budget)
     ca = stack.start_connect("bulk", name="connect-a")
     cb = stack.start_connect("echo", name="connect-b")
-    pings = tmp / "pings.txt"
-    pinger = Peer(tmp, "pinger", "ping", "--port", str(cb.port), "--out", str(pings))
-    peers.append(pinger)
-    wait_until(lambda: pings.exists() and len(pings.read_text().splitlines()) > 200, 10,
-               "B's first round trips")
+    pinger, pings = start_pinger(tmp, peers, cb.port)
     time.sleep(0.3)
     idle = rss_kib(agent.pid)
     holder = Peer(tmp, "holder", "hold", "--n", str(n), "--mode", "write", "--port",

@@ -30,10 +30,14 @@ HERE = pathlib.Path(__file__).parent
 PEERS = [sys.executable, str(HERE / "slowpeers.py")]
 N = int(os.environ.get("UNDERPASS_SLOW_N", "1000"))
 OPENING_GUARD = 0.150  # seconds; see run_case
+P99_BOUND = 0.005  # B's p99 while the streams sit stalled (issue 25)
 STALLED_S = 4  # how long B pings beside the stalled streams, after 2 s of opening
 # Under ASan sizes are the sanitizer's (shadow, redzones, quarantine that keeps freed memory):
 # there the tests check what the streams do, not what they cost.
 ASAN = sanitized(BIN)
+if ASAN:
+    # ...and its time is 2-3 times ours: bounds that only tell a stall (the bug took seconds).
+    OPENING_GUARD, P99_BOUND = 0.5, 0.050
 DOMAIN = "slow.test"
 
 
@@ -201,7 +205,7 @@ def run_case(stack, peers, tmp, mode, tls=None, n=N, relay_args=(), budget_check
     print("worst round trips (ms at s after the streams opened):",
           ", ".join(f"{r * 1e3:.1f}@{t - t_opened:+.2f}" for t, r in worst))
     assert len(steady) > 100, f"B made only {len(steady)} round trips in {STALLED_S} s"
-    assert p99 <= 0.005, f"B's p99 {p99 * 1e3:.2f} ms while {n} streams sat stalled"
+    assert p99 <= P99_BOUND, f"B's p99 {p99 * 1e3:.2f} ms while {n} streams sat stalled"
     # Issue 25 asks for B's worst <= 20 ms while the streams open and <= 50 ms ever. On a
     # 2-core host, where the relay, the agent, both connects and the load share two CPUs,
     # scheduling alone gives 15-60 ms now and then (see the note on the issue); these bounds
@@ -274,7 +278,7 @@ def test_buffer_budget(stack, peers, tmp):
     credit back) while B, which holds nothing, goes on as before. The control, the same
     streams without a budget, holds several times more: the budget is what bounded it."""
     grown, p99 = budget_case(stack, peers, tmp, "4m")
-    assert p99 <= 0.005, f"B's p99 {p99 * 1e3:.2f} ms"
+    assert p99 <= P99_BOUND, f"B's p99 {p99 * 1e3:.2f} ms"
     if ASAN:
         return
     # 4 MiB of budget + 48 initial windows of 16 KiB + what the streams cost anyway.

@@ -160,6 +160,8 @@ void up_tcp_set_sndbuf(int fd, int bytes);
  * kernel into TCP memory pressure, which stalls every connection on the host. A reader that
  * keeps up never sees it (sent bytes do not count). */
 #define UP_SOCK_ENDPOINT_LOWAT (16 * 1024)
+/* TCP_NOTSENT_LOWAT's default (no bound beyond the send buffer). */
+#define UP_SOCK_NOTSENT_DEFAULT (-1)
 /* Best effort: the socket is writable only while fewer than bytes are queued unsent
  * (TCP_NOTSENT_LOWAT; bytes in flight do not count). */
 void up_tcp_set_notsent_lowat(int fd, int bytes);

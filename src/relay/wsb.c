@@ -407,6 +407,10 @@ static void wsb_accept(struct hconn *c, const struct up_h1_msg *m, const char *k
         return;
     }
     c->relay->n.http_requests++;
+    /* A browser bridge wakes its peer by asking for writability (wsb_want's kick), which the
+     * front's 16 KiB unsent bound would withhold while this browser reads slowly: back to the
+     * kernel's default here. (Its slow readers' kernel buffers are left for later.) */
+    up_tcp_set_notsent_lowat(c->sock->fd, UP_SOCK_NOTSENT_DEFAULT);
     c->wsb_on = true;
     c->on_close = wsb_close;
     c->on_upgraded = wsb_start;

@@ -154,8 +154,8 @@ void up_tcp_tune(int fd);
  * auto-tuning it). */
 void up_tcp_set_sndbuf(int fd, int bytes);
 /* Unsent bytes the kernel may hold for a TCP socket at the end of a stream
- * (TCP_NOTSENT_LOWAT: agents' services, connect's clients, the relay's HTTP and browser
- * clients). Without it a socket whose reader stopped takes up to its
+ * (TCP_NOTSENT_LOWAT: agents' services, connect's clients, the relay's HTTP clients).
+ * Without it a socket whose reader stopped takes up to its
  * send buffer, which on loopback autotunes to 4 MiB: a thousand such sockets pushed the
  * kernel into TCP memory pressure, which stalls every connection on the host. A reader that
  * keeps up never sees it (sent bytes do not count). */

@@ -215,7 +215,7 @@ static void held_set(struct up_linkloop *ll, struct up_lstream *st, size_t held)
 
 static void window_counted(struct up_link *l, struct up_lstream *st)
 {
-    uint32_t w = st->core.flow.recv_window;
+    uint32_t w = up_sess_recv_window(&st->core);
     uint32_t extra = w > l->cfg.window ? w - l->cfg.window : 0;
     l->ll->committed = l->ll->committed - st->committed + extra;
     st->committed = extra;
@@ -1306,7 +1306,7 @@ void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held)
     }
     struct up_linkloop *ll = l->ll;
     held_set(ll, st, held);
-    if (n == 0 && st->core.flow.recv_pending == 0) {
+    if (n == 0 && !up_sess_credit_owed(&st->core)) {
         return;
     }
     bool may_grow = held == 0;
@@ -1314,7 +1314,7 @@ void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held)
     if (ll->budget) {
         /* A window doubles when it grows: room for that much more, beyond the initial
          * windows, in the budget. */
-        may_grow = may_grow && ll->committed + st->core.flow.recv_window <= ll->budget;
+        may_grow = may_grow && ll->committed + up_sess_recv_window(&st->core) <= ll->budget;
         withhold = ll->held > ll->budget && held > ll->budget / (ll->holders ? ll->holders : 1);
     }
     uint32_t inc = up_sess_consumed_ex(&l->sess, &st->core, n, may_grow, withhold, up_now_us());
@@ -1330,11 +1330,4 @@ void up_link_set_held(struct up_lstream *st, size_t held)
     if (st->link) {
         held_set(st->link->ll, st, held);
     }
-}
-
-void up_linkloop_mem(const struct up_linkloop *ll, size_t *held, size_t *committed, size_t *budget)
-{
-    *held = ll->held;
-    *committed = ll->committed;
-    *budget = ll->budget;
 }

@@ -223,8 +223,6 @@ void up_link_consumed(struct up_lstream *st, size_t n);
 void up_link_consumed_held(struct up_lstream *st, size_t n, size_t held);
 /* The owner now buffers held bytes of st (received, not yet at the next hop). */
 void up_link_set_held(struct up_lstream *st, size_t held);
-/* The budget's view of ll: what its streams hold, their windows, the budget (0 = none). */
-void up_linkloop_mem(const struct up_linkloop *ll, size_t *held, size_t *committed, size_t *budget);
 
 /* Microsecond monotonic clock used for flow control and RTT. */
 uint64_t up_now_us(void);

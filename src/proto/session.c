@@ -521,6 +521,16 @@ uint32_t up_sess_consumed_ex(struct up_sess *s, struct up_sess_stream *st, size_
     return inc;
 }
 
+uint32_t up_sess_recv_window(const struct up_sess_stream *st)
+{
+    return st->flow.recv_window;
+}
+
+bool up_sess_credit_owed(const struct up_sess_stream *st)
+{
+    return st->flow.recv_pending != 0;
+}
+
 /* ---- scheduling ---- */
 
 static size_t quantum(const struct up_sess *s)

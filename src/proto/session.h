@@ -244,6 +244,12 @@ uint32_t up_sess_consumed_held(struct up_sess *s, struct up_sess_stream *st, siz
 uint32_t up_sess_consumed_ex(struct up_sess *s, struct up_sess_stream *st, size_t n, bool may_grow,
                              bool withhold, uint64_t now_us);
 
+/* The window we grant st now (after auto-tuning). */
+uint32_t up_sess_recv_window(const struct up_sess_stream *st);
+/* Whether st has delivered bytes whose credit is not returned yet (withheld or below half a
+ * window). */
+bool up_sess_credit_owed(const struct up_sess_stream *st);
+
 /* ---- scheduling ---- */
 
 /* The owner of st has DATA or a FIN to send: put st in the ready list (no-op when it is there
